@@ -1,0 +1,1 @@
+"""Input data: tokenization and packing."""

@@ -1,0 +1,155 @@
+"""Extract layers: Soft-Extract for the configuration search, Hard-Extract after.
+
+Both sit between a layer's attention block and its feed-forward block and are fed
+that layer's significance scores (SPEC "Where the extract layer sits").
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+EXTRACT_STRATEGIES = ("attention", "head", "random")
+
+
+@keras.saving.register_keras_serializable(package="power_bert_tf")
+class UnitInterval(keras.constraints.Constraint):
+    """Projects a weight back into [0, 1] after every optimiser step."""
+
+    def __call__(self, w):
+        return ops.clip(w, 0.0, 1.0)
+
+    def get_config(self):
+        return {}
+
+
+@keras.saving.register_keras_serializable(package="power_bert_tf")
+class SoftExtract(keras.layers.Layer):
+    """Scales the word-vector at significance rank i by a trainable r[i] in [0, 1].
+
+    Per example, positions are ranked by score, descending; the vector at rank i
+    is multiplied by r[i], so r[0] scales the most significant vector and
+    r[N-1] the least. Nothing is removed and the attention mask is unchanged.
+    r starts at 1 (the identity) and its mass sum_i r[i] is what the search
+    penalises: `mass_penalty` adds `mass_penalty * sum_i |r[i]|` to the layer's
+    losses (the reference's L1 regulariser, lambda * j for layer j).
+
+    Args:
+        sequence_length: N, the length of r; inputs may be shorter (r[:T] is used).
+        mass_penalty: coefficient of the mass loss for this layer (lambda * j).
+
+    Call args:
+        hidden: (B, T, D) word-vectors, T <= N.
+        scores: (B, T) significance scores.
+
+    Returns:
+        (B, T, D) scaled word-vectors.
+    """
+
+    def __init__(self, sequence_length: int, mass_penalty: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sequence_length = sequence_length
+        self.mass_penalty = mass_penalty
+
+    def build(self, hidden_shape, scores_shape):
+        self.retention = self.add_weight(
+            name="retention",
+            shape=(self.sequence_length,),
+            initializer="ones",
+            constraint=UnitInterval(),
+            regularizer=keras.regularizers.L1(self.mass_penalty) if self.mass_penalty else None,
+        )
+
+    def call(self, hidden, scores):
+        length = tf.shape(hidden)[1]
+        tf.debugging.assert_less_equal(
+            length, self.sequence_length,
+            message=f"{self.name}: input longer than the retention vector")
+        order = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)  # rank -> position
+        rank = tf.argsort(order, axis=-1, stable=True)  # position -> rank
+        factors = tf.gather(self.retention[:length], rank)  # (B, T)
+        return hidden * ops.cast(factors, hidden.dtype)[:, :, None]
+
+    def mass(self):
+        """sum_i r[i], the expected number of kept word-vectors."""
+        return ops.sum(self.retention)
+
+    def compute_output_shape(self, hidden_shape, scores_shape):
+        return hidden_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"sequence_length": self.sequence_length,
+                       "mass_penalty": self.mass_penalty})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="power_bert_tf")
+class HardExtract(keras.layers.Layer):
+    """Keeps `retain` word-vectors and physically drops the others.
+
+    Always keeps [CLS] (position 0) plus the `retain - 1` other positions chosen
+    by the strategy, in ascending position order, gathering the hidden states AND
+    the padding mask with the same indices. An input shorter than `retain` is
+    kept whole, so the output length is min(retain, T), static when T is.
+
+    Strategies (the paper's ablation, one mechanism):
+        "attention": top scores (Attn-WS, PoWER-BERT);
+        "head": the first positions (Head-WS);
+        "random": random real tokens, fresh per call (Rand-WS).
+
+    Call args:
+        hidden: (B, T, D) word-vectors.
+        padding_mask: (B, T), 1 for real tokens.
+        scores: (B, T) significance scores; required for "attention" only.
+
+    Returns:
+        (hidden, padding_mask) of shapes (B, K, D) and (B, K), K = min(retain, T).
+    """
+
+    def __init__(self, retain: int, strategy: str = "attention", seed: int | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if strategy not in EXTRACT_STRATEGIES:
+            raise ValueError(f"HardExtract: strategy must be one of {EXTRACT_STRATEGIES}, "
+                             f"got {strategy!r}")
+        if retain < 1:
+            raise ValueError(f"HardExtract: retain must be >= 1, got {retain}")
+        self.retain = retain
+        self.strategy = strategy
+        self.seed = seed
+        if strategy == "random":
+            self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+
+    def _kept_length(self, hidden):
+        static = hidden.shape[1]
+        if static is not None:
+            return min(self.retain, static)
+        return tf.minimum(self.retain, tf.shape(hidden)[1])
+
+    def call(self, hidden, padding_mask, scores=None):
+        k = self._kept_length(hidden)
+        if self.strategy == "head":
+            return hidden[:, :k], padding_mask[:, :k]
+        if self.strategy == "attention":
+            if scores is None:
+                raise ValueError(f"{self.name}: the attention strategy needs scores")
+            others = scores[:, 1:]
+        else:  # random: real tokens first (in [1, 2)), padding after (in [0, 1))
+            noise = keras.random.uniform(tf.shape(padding_mask[:, 1:]), seed=self.seed_generator)
+            others = noise + ops.cast(padding_mask[:, 1:], noise.dtype)
+        top = tf.math.top_k(others, k=k - 1, sorted=False).indices + 1
+        cls = tf.zeros_like(padding_mask[:, :1], dtype=top.dtype)
+        indices = tf.concat([cls, tf.sort(top, axis=-1)], axis=1)  # (B, K)
+        return (tf.gather(hidden, indices, batch_dims=1),
+                tf.gather(padding_mask, indices, batch_dims=1))
+
+    def compute_output_shape(self, hidden_shape, padding_mask_shape, scores_shape=None):
+        length = hidden_shape[1]
+        kept = None if length is None else min(self.retain, length)
+        return ((hidden_shape[0], kept, hidden_shape[2]), (padding_mask_shape[0], kept))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"retain": self.retain, "strategy": self.strategy, "seed": self.seed})
+        return config

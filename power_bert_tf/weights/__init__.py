@@ -1,0 +1,4 @@
+"""Pre-trained weights: the embedded MiniLM, Hugging Face and Google BERT folders."""
+from power_bert_tf.weights.pretrained import PretrainedBert, load_pretrained
+
+__all__ = ["PretrainedBert", "load_pretrained"]
