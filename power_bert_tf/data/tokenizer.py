@@ -83,15 +83,17 @@ class BertTokenizer(tf.Module):
         if not path.is_file():
             raise FileNotFoundError(f"vocab file not found: {path}")
         if max_seq_length < 2:
-            raise PowerBertError(f"max_seq_length must be >= 2 for [CLS] and [SEP], got {max_seq_length}")
-        # Like ``tokenizers``' WordPiece.read_file: one token per "\n"-separated line, right-stripped.
+            raise PowerBertError(
+                f"max_seq_length must be >= 2 for [CLS] and [SEP], got {max_seq_length}")
+        # As ``tokenizers``' WordPiece.read_file: one token per "\n"-ended line, right-stripped.
         vocab = [line.rstrip() for line in path.read_text(encoding="utf-8").split("\n")]
         if vocab and not vocab[-1]:
             vocab.pop()
         token_to_id = {token: index for index, token in enumerate(vocab)}
         missing = [token for token in _SPECIAL_TOKENS[:4] if token not in token_to_id]
         if missing:
-            raise PowerBertError(f"vocab file {path} lacks the special token(s) {', '.join(missing)}")
+            raise PowerBertError(
+                f"vocab file {path} lacks the special token(s) {', '.join(missing)}")
 
         self._vocab = np.array(vocab, dtype=object)
         self.lower_case = lower_case
@@ -143,16 +145,18 @@ class BertTokenizer(tf.Module):
         pieces = tf.ragged.map_flat_values(self._normalize_unless_special, pieces)
         words = tf_text.regex_split(pieces, self._word_delimiters, self._kept_delimiters)
         words = words.merge_dims(-2, -1)
+        # Words over 100 characters become [UNK] (tf_text's own limit counts bytes).
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > _MAX_CHARS_PER_WORD
         words = words.with_flat_values(tf.where(too_long, "[UNK]", words.flat_values))
         ids = self._wordpiece.tokenize(words).merge_dims(-2, -1)
         return tf.cast(ids, tf.int32)
 
     def __call__(self, text_a: tf.Tensor, text_b: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """(B,) strings -> {"input_word_ids", "input_mask", "input_type_ids"}, int32 (B, max_seq_length).
+        """(B,) strings -> {"input_word_ids", "input_mask", "input_type_ids"}, each int32 (B, L).
 
-        Packs [CLS] a [SEP] (type id 0) and b [SEP] (type id 1) after longest-first truncation;
-        the mask is 1 on real tokens, and padding is [PAD] in ids and 0 in mask and type ids.
+        Packs [CLS] a [SEP] (type id 0) and b [SEP] (type id 1) after longest-first truncation
+        to L = max_seq_length; the mask is 1 on real tokens, and padding is [PAD] in ids and 0
+        in mask and type ids.
         """
         segments = [self.tokenize(text_a)]
         if text_b is not None:
