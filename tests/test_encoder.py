@@ -24,6 +24,11 @@ def test_ffn_sees_physically_smaller_tensors():
     outputs = encoder(random_inputs(2, 16, lengths=[16, 7]))  # and at run time
     assert [o.shape[1] for o in outputs["encoder_outputs"]] == retention
     assert outputs["padding_mask"].shape == (2, 2)
+    positions = [np.asarray(p) for p in outputs["kept_positions"]]
+    assert [p.shape[1] for p in positions] == retention
+    for previous, current in zip([np.tile(np.arange(16), (2, 1))] + positions, positions):
+        assert (current[:, 0] == 0).all() and (np.diff(current, axis=1) > 0).all()
+        assert all(set(c) <= set(p) for c, p in zip(current, previous))  # nested subsets
 
 
 def test_full_retention_equals_unpruned_model():

@@ -78,8 +78,9 @@ def test_soft_extract_contract(tmp_path):
 def test_hard_extract_keeps_cls_and_top_scores_in_order():
     scores = np.array([[0.0, 0.9, 0.1, 0.5, 0.7]], "float32")  # [CLS] scores lowest
     mask = np.ones((1, 5), "int32")
-    hidden, kept_mask = HardExtract(retain=3)(_hidden(1, 5), mask, scores)
+    hidden, kept_mask, indices = HardExtract(retain=3)(_hidden(1, 5), mask, scores)
     np.testing.assert_array_equal(hidden[0, :, 0], [0, 1, 4])
+    np.testing.assert_array_equal(indices, [[0, 1, 4]])
     np.testing.assert_array_equal(kept_mask, [[1, 1, 1]])
 
 
@@ -87,28 +88,30 @@ def test_hard_extract_gathers_mask_with_the_same_indices():
     # Real length 3; the two padded positions score 0 and lose to real tokens.
     scores = np.array([[0.2, 0.0, 0.0, 0.4, 0.3, 0.0]], "float32")
     mask = np.array([[1, 0, 0, 1, 1, 0]], "int32")
-    hidden, kept_mask = HardExtract(retain=4)(_hidden(1, 6), mask, scores)
+    hidden, kept_mask, _ = HardExtract(retain=4)(_hidden(1, 6), mask, scores)
     np.testing.assert_array_equal(hidden[0, :, 0], [0, 1, 3, 4])
     np.testing.assert_array_equal(kept_mask, [[1, 0, 1, 1]])  # not the first 4 of the mask
 
 
 def test_hard_extract_input_shorter_than_retain_keeps_everything():
     hidden, mask = _hidden(2, 3), np.ones((2, 3), "int32")
-    out, out_mask = HardExtract(retain=8)(hidden, mask, np.random.random((2, 3)))
+    out, out_mask, _ = HardExtract(retain=8)(hidden, mask, np.random.random((2, 3)))
     np.testing.assert_array_equal(out, hidden)
     np.testing.assert_array_equal(out_mask, mask)
 
 
 def test_hard_extract_retain_one_keeps_only_cls():
-    out, mask = HardExtract(retain=1)(_hidden(2, 5), np.ones((2, 5), "int32"),
+    out, mask, _ = HardExtract(retain=1)(_hidden(2, 5), np.ones((2, 5), "int32"),
                                       np.random.random((2, 5)).astype("float32"))
     assert out.shape == (2, 1, 4)
     np.testing.assert_array_equal(out[:, 0, 0], [0, 0])
 
 
 def test_head_strategy_keeps_first_positions():
-    out, mask = HardExtract(retain=3, strategy="head")(_hidden(2, 6), np.ones((2, 6), "int32"))
+    out, mask, indices = HardExtract(retain=3, strategy="head")(_hidden(2, 6),
+                                                               np.ones((2, 6), "int32"))
     np.testing.assert_array_equal(out[0, :, 0], [0, 1, 2])
+    np.testing.assert_array_equal(indices, [[0, 1, 2], [0, 1, 2]])
 
 
 def test_random_strategy_keeps_cls_real_tokens_sorted_and_varies():
@@ -116,7 +119,7 @@ def test_random_strategy_keeps_cls_real_tokens_sorted_and_varies():
     layer = HardExtract(retain=5, strategy="random", seed=7)
     draws = []
     for _ in range(6):
-        out, kept_mask = layer(_hidden(1, 16), mask)
+        out, kept_mask, _ = layer(_hidden(1, 16), mask)
         positions = np.asarray(out[0, :, 0]).astype(int)
         assert positions[0] == 0
         assert (np.diff(positions) > 0).all()  # distinct, ascending

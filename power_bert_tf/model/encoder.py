@@ -229,8 +229,9 @@ class BertEncoder(keras.Model):
     Inputs: dict of int32 (B, T) tensors `input_word_ids`, `input_mask`, `input_type_ids`.
 
     Outputs: dict with `sequence_output` (B, n_L, D), `pooled_output` (B, D),
-    `padding_mask` (B, n_L) and `encoder_outputs`, the list of every layer's
-    output (B, n_j, D).
+    `padding_mask` (B, n_L), `encoder_outputs`, the list of every layer's
+    output (B, n_j, D), and `kept_positions`, the list of every layer's (B, n_j)
+    input positions of the vectors it kept.
     """
 
     def __init__(self, vocabulary_size: int, num_layers: int, hidden_size: int,
@@ -263,7 +264,8 @@ class BertEncoder(keras.Model):
             dropout, layer_norm_epsilon, name="embeddings",
         )(inputs["input_word_ids"], inputs["input_type_ids"])
         mask = inputs["input_mask"]
-        encoder_outputs = []
+        positions = ops.cumsum(ops.ones_like(mask), axis=1) - 1  # (B, T) 0, 1, ...
+        encoder_outputs, kept_positions = [], []
         for j in range(1, num_layers + 1):
             hidden, probs = SelfAttentionBlock(
                 hidden_size, num_heads, dropout, attention_dropout, layer_norm_epsilon,
@@ -275,19 +277,22 @@ class BertEncoder(keras.Model):
                 hidden = SoftExtract(sequence_length, mass_lambda * j,
                                      name=f"layer_{j}_soft_extract")(hidden, scores)
             elif extract == "hard":
-                hidden, mask = HardExtract(
+                hidden, mask, indices = HardExtract(
                     retention[j - 1], strategy, seed, name=f"layer_{j}_hard_extract",
                 )(hidden, mask, scores if strategy == "attention" else None)
+                positions = ops.take_along_axis(positions, indices, axis=1)
             hidden = FeedForwardBlock(
                 hidden_size, intermediate_size, activation, dropout, layer_norm_epsilon,
                 name=f"layer_{j}_feed_forward")(hidden)
             encoder_outputs.append(hidden)
+            kept_positions.append(positions)
         pooled = keras.layers.Dense(hidden_size, activation="tanh",
                                     kernel_initializer=_initializer(0.02),
                                     name="pooler")(hidden[:, 0, :])
         super().__init__(inputs=inputs, outputs={
             "sequence_output": hidden, "pooled_output": pooled,
             "padding_mask": mask, "encoder_outputs": encoder_outputs,
+            "kept_positions": kept_positions,
         }, **kwargs)
 
         self.vocabulary_size = vocabulary_size

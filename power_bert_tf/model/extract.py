@@ -104,7 +104,8 @@ class HardExtract(keras.layers.Layer):
         scores: (B, T) significance scores; required for "attention" only.
 
     Returns:
-        (hidden, padding_mask) of shapes (B, K, D) and (B, K), K = min(retain, T).
+        (hidden, padding_mask, indices) of shapes (B, K, D), (B, K) and (B, K),
+        K = min(retain, T); `indices` are the kept positions of the input.
     """
 
     def __init__(self, retain: int, strategy: str = "attention", seed: int | None = None,
@@ -130,7 +131,8 @@ class HardExtract(keras.layers.Layer):
     def call(self, hidden, padding_mask, scores=None):
         k = self._kept_length(hidden)
         if self.strategy == "head":
-            return hidden[:, :k], padding_mask[:, :k]
+            indices = ops.zeros_like(padding_mask[:, :k]) + ops.arange(k, dtype=padding_mask.dtype)
+            return hidden[:, :k], padding_mask[:, :k], indices
         if self.strategy == "attention":
             if scores is None:
                 raise ValueError(f"{self.name}: the attention strategy needs scores")
@@ -142,12 +144,14 @@ class HardExtract(keras.layers.Layer):
         cls = tf.zeros_like(padding_mask[:, :1], dtype=top.dtype)
         indices = tf.concat([cls, tf.sort(top, axis=-1)], axis=1)  # (B, K)
         return (tf.gather(hidden, indices, batch_dims=1),
-                tf.gather(padding_mask, indices, batch_dims=1))
+                tf.gather(padding_mask, indices, batch_dims=1),
+                ops.cast(indices, padding_mask.dtype))
 
     def compute_output_shape(self, hidden_shape, padding_mask_shape, scores_shape=None):
         length = hidden_shape[1]
         kept = None if length is None else min(self.retain, length)
-        return ((hidden_shape[0], kept, hidden_shape[2]), (padding_mask_shape[0], kept))
+        return ((hidden_shape[0], kept, hidden_shape[2]), (padding_mask_shape[0], kept),
+                (padding_mask_shape[0], kept))
 
     def get_config(self):
         config = super().get_config()
