@@ -18,6 +18,9 @@ setup(
         "safetensors",
         "sentencepiece",
         "tensorflow-datasets",
+        "tensorboard",
+        "scikit-learn",
+        "scipy",
     ],
     extras_require={"test": ["pytest"]},
 )

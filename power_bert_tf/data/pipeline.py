@@ -1,0 +1,72 @@
+"""tf.data input pipeline: Examples -> batches of token ids (and labels).
+
+Strings are batched first and the in-graph `BertTokenizer` runs on each batch inside the
+tf.data graph, so tokenization overlaps training and needs no Python per example.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from power_bert_tf.data.tasks import Example
+from power_bert_tf.errors import PowerBertError
+
+Tokenizer = Callable[[tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]
+
+
+def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_size: int,
+                 is_pair: bool, regression: bool, shuffle: bool = False,
+                 seed: int | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches of `(features, labels)`, or of `features` alone when no example is labelled.
+
+    Args:
+        examples: the split, all labelled or all unlabelled (label None).
+        tokenizer: `BertTokenizer` (or any callable mapping (B,) strings to int32 (B, L)
+            `input_word_ids`, `input_mask`, `input_type_ids`).
+        batch_size: examples per batch.
+        is_pair: tokenize `text_b` as the second segment.
+        regression: float32 labels (scores) instead of int32 class indices.
+        shuffle: shuffle all examples, anew each epoch; the order is fixed by `seed`.
+        seed: shuffle seed; None draws a random order.
+        drop_remainder: drop the last, smaller batch.
+
+    Returns:
+        A dataset of `({"input_word_ids", "input_mask", "input_type_ids"}, labels)`: int32
+        (B, L) features and (B,) labels, int32 or float32 for regression.
+    """
+    if batch_size < 1:
+        raise PowerBertError(f"batch size must be >= 1, got {batch_size}")
+    labelled = [example.label is not None for example in examples]
+    if any(labelled) and not all(labelled):
+        raise PowerBertError("examples mix labelled and unlabelled rows; label all or none")
+    if is_pair and any(example.text_b is None for example in examples):
+        raise PowerBertError("a pair task needs text_b in every example")
+
+    columns = {"text_a": tf.constant([example.text_a for example in examples], tf.string)}
+    if is_pair:
+        columns["text_b"] = tf.constant([example.text_b for example in examples], tf.string)
+    if examples and all(labelled):
+        dtype = tf.float32 if regression else tf.int32
+        columns["label"] = tf.constant([example.label for example in examples], dtype)
+
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle:
+        dataset = dataset.shuffle(max(len(examples), 1), seed=seed,
+                                  reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+    def encode(batch: dict[str, tf.Tensor]):
+        features = tokenizer(batch["text_a"], batch.get("text_b"))
+        return (features, batch["label"]) if "label" in batch else features
+
+    return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def count_batches(num_examples: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Number of batches `make_dataset` yields for `num_examples` examples."""
+    if drop_remainder:
+        return num_examples // batch_size
+    return math.ceil(num_examples / batch_size)

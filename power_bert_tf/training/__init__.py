@@ -1,0 +1,1 @@
+"""Training: optimisation, the training loop, checkpoints and the three phases."""

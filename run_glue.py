@@ -1,0 +1,144 @@
+"""PoWER-BERT on GLUE (or your own data): fine-tune, search, retrain, evaluate, predict.
+
+    python run_glue.py --task=RTE --phase=all
+    python run_glue.py --task=RTE --phase=search --lambda=1e-3
+    python run_glue.py --task=SST-2 --phase=retrain --retention_config=40,30,20,12,8,4
+
+Per-task defaults (sequence length, both learning rates, lambda, batch size) are the
+reference's (SPEC); every one can be overridden. Outputs go to
+<output_dir>/<task>/<phase>/, and each phase reads the previous phase's folder.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from power_bert_tf.cli import exit_on_user_error  # noqa: E402
+from power_bert_tf.config import (DISTRIBUTIONS, PHASES, SELECTIONS,  # noqa: E402
+                                  TASK_DEFAULTS, RunConfig)
+from power_bert_tf.data.tasks import CustomTaskSpec, canonical_task_name  # noqa: E402
+from power_bert_tf.errors import PowerBertError  # noqa: E402
+
+flags.DEFINE_string("task", None, "GLUE task (CoLA, SST-2, MRPC, STS-B, QQP, MNLI-m, MNLI-mm, "
+                    "QNLI, RTE, WNLI) or 'custom' for your own TSV/CSV files.")
+flags.DEFINE_enum("phase", "all", PHASES, "What to run: finetune, search (Soft-Extract "
+                  "configuration search), retrain (Hard-Extract), evaluate (dev metric and "
+                  "measured speed-up against the fine-tuned baseline), predict, or all four "
+                  "training/evaluation phases in turn.")
+flags.DEFINE_string("model", "embedded", "Pre-trained weights: 'embedded' (the packaged "
+                    "MiniLM, offline) or a Hugging Face / Google BERT folder.")
+flags.DEFINE_string("data_dir", None, "GLUE data root (glue_data/ layout). Default: $GLUE_DIR, "
+                    "else ../shared/glue when it exists.")
+flags.DEFINE_enum("data_source", "files", ["files", "tfds"], "Read GLUE from --data_dir "
+                  "files or from tensorflow-datasets (needs the network once).")
+flags.DEFINE_string("output_dir", "checkpoints", "Where runs write: one folder per task, one "
+                    "sub-folder per phase.")
+flags.DEFINE_integer("max_seq_length", None, "Padded input length N. Default: per task.")
+flags.DEFINE_integer("batch_size", None, "Training batch size (global). Default: per task.")
+flags.DEFINE_integer("eval_batch_size", 64, "Batch size for evaluation, prediction and timing.")
+flags.DEFINE_float("learning_rate", None, "LR_BERT: learning rate of BERT and the classifier "
+                   "in every phase. Default: per task.")
+flags.DEFINE_float("soft_extract_learning_rate", None, "LR_SOFT_EXTRACT: learning rate of the "
+                   "retention parameters r in the search. Default: per task.")
+flags.DEFINE_float("lambda", None, "Weight of the mass loss lambda * sum_j j * mass(j) in the "
+                   "search. Default: per task.")
+flags.DEFINE_integer("epochs", None, "Epochs of every training phase (overrides the three "
+                     "below).")
+flags.DEFINE_integer("finetune_epochs", 3, "Epochs of the fine-tune phase (best dev kept).")
+flags.DEFINE_integer("search_epochs", 3, "Epochs of the search phase (last epoch kept).")
+flags.DEFINE_integer("retrain_epochs", 3, "Epochs of the retrain phase (best dev kept).")
+flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of steps of linear warm-up before the "
+                   "linear decay to 0.")
+flags.DEFINE_integer("seed", 42, "Seed of shuffling, dropout, initialisation and subsets.")
+flags.DEFINE_string("retention_config", None, "Kept word-vectors per layer, e.g. 7,7,4,4,2,2, "
+                    "to retrain without a search.")
+flags.DEFINE_enum("selection", "attention", SELECTIONS, "Which word-vectors Hard-Extract keeps: "
+                  "attention (PoWER-BERT), head (first positions) or random (baselines).")
+flags.DEFINE_bool("include_padded_queries", False, "Count attention paid by padded positions in "
+                  "the significance score, as the IBM reference does.")
+flags.DEFINE_integer("max_train_examples", None, "Train on a seeded random subset of this size.")
+flags.DEFINE_integer("max_eval_examples", None, "Evaluate on a seeded random subset of this "
+                     "size.")
+flags.DEFINE_string("predict_split", "dev", "Split that --phase=predict labels (dev or test).")
+flags.DEFINE_bool("resume", False, "Continue a killed phase from its last completed epoch "
+                  "(with --phase=all, also skip finished phases).")
+flags.DEFINE_bool("overwrite", False, "Replace a phase's finished output.")
+flags.DEFINE_enum("strategy", "default", DISTRIBUTIONS, "tf.distribute strategy: default, "
+                  "mirrored (local GPUs, else CPUs), multi_worker (TF_CONFIG) or tpu.")
+flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
+flags.DEFINE_string("train_file", None, "--task=custom: training TSV/CSV (with a header row).")
+flags.DEFINE_string("dev_file", None, "--task=custom: dev TSV/CSV.")
+flags.DEFINE_string("test_file", None, "--task=custom: optional unlabelled TSV/CSV to predict.")
+flags.DEFINE_string("text_a_column", None, "--task=custom: column of the first text.")
+flags.DEFINE_string("text_b_column", None, "--task=custom: column of the second text (pairs).")
+flags.DEFINE_string("label_column", None, "--task=custom: column of the label.")
+flags.DEFINE_list("labels", None, "--task=custom: the label set, comma-separated; omit for "
+                  "regression.")
+flags.DEFINE_string("metric", None, "--task=custom: accuracy, f1, matthews or spearman.")
+flags.mark_flag_as_required("task")
+FLAGS = flags.FLAGS
+
+
+def _custom_spec() -> CustomTaskSpec | None:
+    if FLAGS.task.lower() != "custom":
+        return None
+    for name in ("train_file", "dev_file", "text_a_column", "label_column"):
+        if not FLAGS[name].value:
+            raise PowerBertError(f"--task=custom needs --{name}")
+    return CustomTaskSpec(
+        train_file=FLAGS.train_file, dev_file=FLAGS.dev_file,
+        text_a_column=FLAGS.text_a_column, text_b_column=FLAGS.text_b_column,
+        label_column=FLAGS.label_column, labels=tuple(FLAGS.labels) if FLAGS.labels else None,
+        metric=FLAGS.metric, test_file=FLAGS.test_file)
+
+
+def config_from_flags() -> RunConfig:
+    """Maps the flags onto one typed RunConfig, filling per-task defaults."""
+    task = canonical_task_name(FLAGS.task)
+    defaults = TASK_DEFAULTS[task]
+
+    def pick(flag: str, default):
+        value = FLAGS[flag].value
+        return default if value is None else value
+
+    epochs = FLAGS.epochs
+    return RunConfig(
+        task=task, phase=FLAGS.phase, output_dir=FLAGS.output_dir, model=FLAGS.model,
+        data_dir=FLAGS.data_dir, data_source=FLAGS.data_source,
+        max_seq_length=pick("max_seq_length", defaults.max_seq_length),
+        batch_size=pick("batch_size", defaults.batch_size),
+        eval_batch_size=FLAGS.eval_batch_size,
+        learning_rate=pick("learning_rate", defaults.learning_rate),
+        soft_extract_learning_rate=pick("soft_extract_learning_rate",
+                                        defaults.soft_extract_learning_rate),
+        mass_lambda=pick("lambda", defaults.mass_lambda),
+        finetune_epochs=epochs or FLAGS.finetune_epochs,
+        search_epochs=epochs or FLAGS.search_epochs,
+        retrain_epochs=epochs or FLAGS.retrain_epochs,
+        warmup_proportion=FLAGS.warmup_proportion, seed=FLAGS.seed,
+        retention_config=FLAGS.retention_config, selection=FLAGS.selection,
+        include_padded_queries=FLAGS.include_padded_queries,
+        max_train_examples=FLAGS.max_train_examples, max_eval_examples=FLAGS.max_eval_examples,
+        predict_split=FLAGS.predict_split, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+        distribution=FLAGS.strategy, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
+        custom=_custom_spec())
+
+
+@exit_on_user_error
+def main(argv):
+    if len(argv) > 1:
+        raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = config_from_flags()
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here
+    from power_bert_tf.training import phases
+
+    phases.run(config)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,110 @@
+"""power_bert_tf.data.pipeline: batching, in-graph tokenization, labels, shuffling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from power_bert_tf.data.pipeline import count_batches, make_dataset
+from power_bert_tf.data.tasks import Example
+from power_bert_tf.errors import PowerBertError
+
+LENGTH = 32
+KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+TEXTS = ["a short one", "The quick brown fox jumps over the lazy dog.", "hello", "x y z",
+         "yet another sentence, with punctuation!"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(pretrained):
+    return pretrained.tokenizer(LENGTH)
+
+
+def numbered(count: int) -> list[Example]:
+    """Examples whose label is their index, to follow the order."""
+    return [Example(f"sentence number {index}", None, index) for index in range(count)]
+
+
+def label_order(dataset: tf.data.Dataset) -> list[int]:
+    return [int(label) for _, labels in dataset for label in labels.numpy()]
+
+
+def test_shapes_dtypes_and_tokens(tokenizer) -> None:
+    examples = [Example(text, None, index % 2) for index, text in enumerate(TEXTS)]
+    dataset = make_dataset(examples, tokenizer, batch_size=2, is_pair=False, regression=False)
+    features_spec, labels_spec = dataset.element_spec
+    assert labels_spec == tf.TensorSpec((None,), tf.int32)
+    assert all(features_spec[key] == tf.TensorSpec((None, LENGTH), tf.int32) for key in KEYS)
+
+    batches = list(dataset)
+    assert [len(labels) for _, labels in batches] == [2, 2, 1]
+    features = {key: np.concatenate([f[key].numpy() for f, _ in batches]) for key in KEYS}
+    labels = np.concatenate([labels.numpy() for _, labels in batches])
+    np.testing.assert_array_equal(labels, [0, 1, 0, 1, 0])
+    expected = tokenizer(tf.constant(TEXTS))
+    for key in KEYS:
+        np.testing.assert_array_equal(features[key], expected[key].numpy())
+    # [CLS] first, [PAD] and mask 0 after the real tokens, one segment.
+    ids, mask = features["input_word_ids"], features["input_mask"]
+    assert (ids[:, 0] == tokenizer.cls_id).all()
+    assert (ids[mask == 0] == tokenizer.pad_id).all()
+    assert (mask[:, :-1] >= mask[:, 1:]).all()
+    assert (mask.sum(axis=1) < LENGTH).all() and (features["input_type_ids"] == 0).all()
+
+
+def test_pair_task_and_regression_labels(tokenizer) -> None:
+    examples = [Example("first text", "and its partner", 4.5), Example("b", "c d", 0.25)]
+    dataset = make_dataset(examples, tokenizer, batch_size=8, is_pair=True, regression=True)
+    [(features, labels)] = list(dataset)
+    assert labels.dtype == tf.float32
+    np.testing.assert_allclose(labels.numpy(), [4.5, 0.25])
+    expected = tokenizer(tf.constant(["first text", "b"]), tf.constant(["and its partner", "c d"]))
+    for key in KEYS:
+        np.testing.assert_array_equal(features[key].numpy(), expected[key].numpy())
+    type_ids, mask = features["input_type_ids"].numpy(), features["input_mask"].numpy()
+    assert type_ids[0].tolist()[:8] == [0, 0, 0, 0, 1, 1, 1, 1]  # [CLS] first text [SEP] | ...
+    assert (type_ids[mask == 0] == 0).all()
+
+
+def test_unlabelled_examples_give_features_only(tokenizer) -> None:
+    examples = [Example(text, None, None) for text in TEXTS]
+    dataset = make_dataset(examples, tokenizer, batch_size=4, is_pair=False, regression=False)
+    assert set(dataset.element_spec) == set(KEYS)
+    assert [batch["input_word_ids"].shape[0] for batch in dataset] == [4, 1]
+
+
+def test_shuffle_is_seeded_and_reshuffles_each_epoch(tokenizer) -> None:
+    examples = numbered(40)
+    options = dict(batch_size=8, is_pair=False, regression=False, shuffle=True)
+    first = make_dataset(examples, tokenizer, seed=7, **options)
+    second = make_dataset(examples, tokenizer, seed=7, **options)
+    epoch_1, epoch_2 = label_order(first), label_order(first)
+    assert epoch_1 == label_order(second)
+    assert sorted(epoch_1) == list(range(40)) and epoch_1 != list(range(40))
+    assert epoch_2 != epoch_1 and sorted(epoch_2) == list(range(40))
+    assert label_order(make_dataset(examples, tokenizer, seed=8, **options)) != epoch_1
+
+
+@pytest.mark.parametrize("count, batch_size, drop_remainder, expected",
+                         [(10, 4, False, 3), (10, 4, True, 2), (8, 4, False, 2),
+                          (8, 4, True, 2), (3, 4, True, 0), (0, 4, False, 0)])
+def test_count_batches(count, batch_size, drop_remainder, expected) -> None:
+    assert count_batches(count, batch_size, drop_remainder) == expected
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_dataset_yields_count_batches(tokenizer, drop_remainder: bool) -> None:
+    dataset = make_dataset(numbered(10), tokenizer, batch_size=4, is_pair=False,
+                           regression=False, drop_remainder=drop_remainder)
+    assert sum(1 for _ in dataset) == count_batches(10, 4, drop_remainder)
+    assert dataset.element_spec[1].shape == ((4,) if drop_remainder else (None,))
+
+
+def test_bad_inputs(tokenizer) -> None:
+    mixed = [Example("a", None, 1), Example("b", None, None)]
+    with pytest.raises(PowerBertError, match="mix labelled and unlabelled"):
+        make_dataset(mixed, tokenizer, batch_size=2, is_pair=False, regression=False)
+    with pytest.raises(PowerBertError, match="needs text_b"):
+        make_dataset(numbered(2), tokenizer, batch_size=2, is_pair=True, regression=False)
+    with pytest.raises(PowerBertError, match="batch size"):
+        make_dataset(numbered(2), tokenizer, batch_size=0, is_pair=False, regression=False)
