@@ -10,6 +10,8 @@ import csv
 import dataclasses
 import platform
 import random
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -78,8 +80,10 @@ def make_context(config: RunConfig) -> Context:
     if config.max_seq_length > pretrained.config.max_sequence_length:
         raise PowerBertError(f"--max_seq_length={config.max_seq_length} exceeds the model's "
                              f"{pretrained.config.max_sequence_length} positions")
-    return Context(config, task, pretrained, make_strategy(config.distribution, config.tpu),
-                   Path(config.output_dir) / task.name)
+    strategy = make_strategy(config.distribution, config.tpu)
+    if strategy.num_replicas_in_sync > 1:
+        print(f"training on {strategy.num_replicas_in_sync} replicas ({config.distribution})")
+    return Context(config, task, pretrained, strategy, Path(config.output_dir) / task.name)
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -94,7 +98,8 @@ def _versions() -> dict[str, str]:
 
 def _write_run(phase_dir: Path, ctx: Context, phase: str, started: float, **results) -> None:
     write_json_atomic(phase_dir / RUN_FILE, {
-        "phase": phase, "task": ctx.task.name, "config": ctx.config.to_dict(),
+        "phase": phase, "task": ctx.task.name, "command": shlex.join(["python", *sys.argv]),
+        "config": ctx.config.to_dict(),
         "model_source": ctx.pretrained.source, "versions": _versions(),
         "seed": ctx.config.seed, "wall_seconds": round(time.time() - started, 1), **results})
 
@@ -395,6 +400,7 @@ def run(config: RunConfig) -> dict:
     skipping finished phases when resuming."""
     ctx = make_context(config)
     if config.phase != "all":
+        keras.utils.set_random_seed(config.seed)  # head initialisation, subsets, dropout
         return PHASE_FUNCTIONS[config.phase](ctx)
     results = {}
     for phase in ("finetune", "search", "retrain", "evaluate"):
@@ -402,5 +408,6 @@ def run(config: RunConfig) -> dict:
             print(f"{phase}: finished earlier in {ctx.task_dir / phase}, skipped")
             continue
         print(f"== {ctx.task.name}: {phase}")
+        keras.utils.set_random_seed(config.seed)
         results[phase] = PHASE_FUNCTIONS[phase](ctx)
     return results

@@ -94,6 +94,16 @@ class Trainer:
         outputs = self.strategy.run(lambda x: self.model(x, training=False), args=(features,))
         return self.strategy.gather(outputs, axis=0)
 
+    def _reseed(self, seed: int, epoch: int) -> None:
+        """Makes every random stream of an epoch (dropout, Rand-WS) a function of
+        (seed, epoch): the checkpoint does not hold Keras seed-generator states, so
+        this is what lets a resumed run repeat an unbroken one."""
+        keras.utils.set_random_seed(seed + epoch)
+        states = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+        for index, state in enumerate(states):
+            state.assign(np.array([seed * 7919 + epoch, index], dtype=state.dtype)
+                         .reshape(state.shape))
+
     # -- public ------------------------------------------------------------------
     def predict(self, dataset: tf.data.Dataset) -> np.ndarray:
         """Outputs (N, C) for a dataset of features (labels, if present, are dropped)."""
@@ -126,7 +136,7 @@ class Trainer:
         writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         logs = []
         for epoch in range(first, epochs + 1):
-            keras.utils.set_random_seed(seed + epoch)
+            self._reseed(seed, epoch)
             print(f"epoch {epoch}/{epochs}")
             progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss"])
             start, total, steps = time.perf_counter(), 0.0, 0

@@ -1,0 +1,195 @@
+"""The three phases end to end on a tiny BERT and a tiny task (seconds each)."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from power_bert_tf.config import RunConfig
+from power_bert_tf.data.tasks import CustomTaskSpec
+from power_bert_tf.errors import PowerBertError
+from power_bert_tf.training import phases
+from power_bert_tf.training.checkpoints import TrainingState
+from tiny_task import sentence, write_tiny_model, write_tiny_task
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    model = write_tiny_model(root / "model")
+    train, dev = write_tiny_task(root / "data", train=64, dev=16)
+    return {"model": str(model), "train": str(train), "dev": str(dev), "root": root}
+
+
+def make_config(tiny, output_dir, **overrides) -> RunConfig:
+    custom = CustomTaskSpec(train_file=tiny["train"], dev_file=tiny["dev"], text_a_column="text",
+                            label_column="label", labels=("neg", "pos"))
+    options = dict(task="custom", phase="all", output_dir=str(output_dir), model=tiny["model"],
+                   max_seq_length=16, batch_size=8, eval_batch_size=8, learning_rate=5e-3,
+                   soft_extract_learning_rate=5e-2, mass_lambda=1e-2, finetune_epochs=2,
+                   search_epochs=2, retrain_epochs=2, custom=custom)
+    options.update(overrides)
+    return RunConfig(**options)
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def test_all_phases_then_predict(tiny, tmp_path):
+    results = phases.run(make_config(tiny, tmp_path))
+    task_dir = tmp_path / "custom"
+    for phase in ("finetune", "search", "retrain", "evaluate"):
+        run = read(task_dir / phase / "run.json")
+        assert run["phase"] == phase and run["seed"] == 42 and run["wall_seconds"] >= 0
+        assert run["config"]["max_seq_length"] == 16 and "tensorflow" in run["versions"]
+    assert [h["epoch"] for h in read(task_dir / "finetune" / "history.json")] == [1, 2]
+
+    search = read(task_dir / "search" / "retention.json")
+    assert len(search["masses"]) == 3 and len(search["retention"]) == 3
+    assert search["retention"] == sorted(search["retention"], reverse=True)
+    assert all(h["masses"] for h in read(task_dir / "search" / "history.json"))
+
+    retrained = keras.saving.load_model(task_dir / "retrain" / "model.keras")
+    assert retrained.encoder.extract == "hard"
+    assert retrained.encoder.retention == search["retention"]
+
+    summary = results["evaluate"]
+    assert summary["metric"] == "accuracy" and summary["speedup"] > 0
+    assert summary["retention"] == search["retention"]
+    assert set(summary["baseline"]) == {"dev", "seconds", "ms_per_batch"}
+
+    phases.run(make_config(tiny, tmp_path, phase="predict"))
+    lines = (task_dir / "predict" / "dev_predictions.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 17
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"neg", "pos"}
+
+
+@pytest.mark.slow
+def test_finetune_learns_the_tiny_task(tiny, tmp_path):
+    result = phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=10,
+                                    learning_rate=2e-3))
+    assert result["dev"]["accuracy"] >= 0.75  # chance is 0.5
+
+
+def test_retention_config_skips_the_search(tiny, tmp_path):
+    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+    result = phases.run(make_config(tiny, tmp_path, phase="retrain", retrain_epochs=1,
+                                    retention_config="8,6,4"))
+    assert result["retention"] == [8, 6, 4]
+    assert result["word_vector_bound"] == pytest.approx(48 / 18, abs=1e-3)
+
+
+@pytest.mark.parametrize("selection", ["head", "random"])
+def test_static_baselines_retrain(tiny, tmp_path, selection):
+    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+    result = phases.run(make_config(tiny, tmp_path, phase="retrain", retrain_epochs=1,
+                                    retention_config="8,6,4", selection=selection))
+    model = keras.saving.load_model(tmp_path / "custom" / "retrain" / "model.keras")
+    assert result["selection"] == model.encoder.strategy == selection
+
+
+def _weights(path):
+    return [np.asarray(w) for w in keras.saving.load_model(path).weights]
+
+
+def test_resume_after_a_kill_matches_an_unbroken_run(tiny, tmp_path, monkeypatch):
+    phases.run(make_config(tiny, tmp_path / "unbroken", phase="finetune"))
+
+    original_save = TrainingState.save
+
+    def save_then_die(self, epoch, best):
+        original_save(self, epoch, best)
+        if epoch == 1:
+            raise KeyboardInterrupt("killed after epoch 1")
+
+    monkeypatch.setattr(TrainingState, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        phases.run(make_config(tiny, tmp_path / "killed", phase="finetune"))
+    monkeypatch.setattr(TrainingState, "save", original_save)
+    with pytest.raises(PowerBertError, match="holds an unfinished run; pass --resume"):
+        phases.run(make_config(tiny, tmp_path / "killed", phase="finetune"))
+    phases.run(make_config(tiny, tmp_path / "killed", phase="finetune", resume=True))
+
+    history = read(tmp_path / "killed" / "custom" / "finetune" / "history.json")
+    assert [h["epoch"] for h in history] == [1, 2]
+    unbroken = read(tmp_path / "unbroken" / "custom" / "finetune" / "history.json")
+    assert history[1]["train_loss"] == pytest.approx(unbroken[1]["train_loss"], rel=1e-4)
+    for resumed, reference in zip(
+            _weights(tmp_path / "killed" / "custom" / "finetune" / "model.keras"),
+            _weights(tmp_path / "unbroken" / "custom" / "finetune" / "model.keras")):
+        np.testing.assert_allclose(resumed, reference, atol=1e-5)
+
+
+def test_a_finished_phase_is_not_overwritten_silently(tiny, tmp_path):
+    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+    with pytest.raises(PowerBertError, match="holds a finished run; pass --overwrite"):
+        phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1, overwrite=True))
+
+
+def test_all_with_resume_skips_finished_phases(tiny, tmp_path, capsys):
+    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+    phases.run(make_config(tiny, tmp_path, finetune_epochs=1, search_epochs=1,
+                           retrain_epochs=1, resume=True))
+    assert "finetune: finished earlier" in capsys.readouterr().out
+    assert (tmp_path / "custom" / "evaluate" / "run.json").is_file()
+
+
+def test_collapsed_search_is_reported(tiny, tmp_path):
+    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+    collapse = dict(mass_lambda=50.0, soft_extract_learning_rate=1.0, search_epochs=1)
+    with pytest.raises(PowerBertError, match=r"search collapsed.*smaller --lambda \(now 50\)"):
+        phases.run(make_config(tiny, tmp_path, phase="search", **collapse))
+    assert read(tmp_path / "custom" / "search" / "retention.json")["retention"] == [1, 1, 1]
+    with pytest.raises(PowerBertError, match="search collapsed"):
+        phases.run(make_config(tiny, tmp_path, phase="retrain", **collapse))
+
+
+def test_checkpoint_from_another_model_shape(tiny, tmp_path):
+    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+    wider = write_tiny_model(tmp_path / "wider", hidden_size=48)
+    with pytest.raises(PowerBertError, match="has hidden_size=32 but --model .* has hidden_size=48"):
+        phases.run(make_config(tiny, tmp_path, phase="search", model=str(wider)))
+
+
+def _write_glue_rte(folder, count, rng_seed):
+    import random
+
+    rng = random.Random(rng_seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", count), ("dev", count // 2)):
+        rows = ["index\tsentence1\tsentence2\tlabel"]
+        for i in range(n):
+            label = i % 2
+            rows.append(f"{i}\t{sentence(rng, label)}\t{sentence(rng, 1 - label)}\t"
+                        f"{['entailment', 'not_entailment'][label]}")
+        (folder / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+
+
+def test_glue_pair_task_from_a_data_dir(tiny, tmp_path):
+    _write_glue_rte(tmp_path / "glue" / "RTE", 24, 0)
+    config = make_config(tiny, tmp_path / "out", task="RTE", custom=None, phase="finetune",
+                         data_dir=str(tmp_path / "glue"), finetune_epochs=1)
+    result = phases.run(config)
+    assert set(result["dev"]) >= {"accuracy"}
+    assert (tmp_path / "out" / "RTE" / "finetune" / "logs").is_dir()  # TensorBoard
+
+
+def test_regression_task(tiny, tmp_path):
+    import csv
+    import random
+
+    rng = random.Random(1)
+    for split, n in (("train", 32), ("dev", 12)):
+        with (tmp_path / f"{split}.csv").open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["a", "b", "score"])
+            for i in range(n):
+                writer.writerow([sentence(rng, i % 2), sentence(rng, 1), f"{(i % 6) * 1.0:.1f}"])
+    custom = CustomTaskSpec(train_file=str(tmp_path / "train.csv"),
+                            dev_file=str(tmp_path / "dev.csv"), text_a_column="a",
+                            text_b_column="b", label_column="score", labels=None)
+    result = phases.run(make_config(tiny, tmp_path / "out", phase="finetune", custom=custom,
+                                    finetune_epochs=1))
+    assert set(result["dev"]) == {"spearman", "pearson"}
