@@ -65,10 +65,10 @@ class Trainer:
         with strategy.scope():
             for group, variables in zip(self.groups, self._variables):
                 group.optimizer.build(variables)
-        self._train_step = tf.function(self._distributed_train_step, jit_compile=False)
+        self._train_step = tf.function(self._distributed_train_step, reduce_retracing=True)
         self._replica_step = (tf.function(self._replica_train_step, jit_compile=True)
                               if jit_compile else self._replica_train_step)
-        self._predict_step = tf.function(self._distributed_predict_step)
+        self._predict_step = tf.function(self._distributed_predict_step, reduce_retracing=True)
 
     # -- steps -------------------------------------------------------------------
     def _replica_train_step(self, features, labels):

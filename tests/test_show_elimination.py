@@ -1,11 +1,11 @@
-"""The `make demo` script, end to end on the embedded model."""
+"""experiments/show_elimination.py, on the embedded model."""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-DEMO = Path(__file__).parents[1] / "experiments" / "demo.py"
+DEMO = Path(__file__).parents[1] / "experiments" / "show_elimination.py"
 
 
 def _run(*flags):
