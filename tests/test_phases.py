@@ -78,6 +78,9 @@ def test_retention_config_skips_the_search(tiny, tmp_path):
                                     retention_config="8,6,4"))
     assert result["retention"] == [8, 6, 4]
     assert result["word_vector_bound"] == pytest.approx(48 / 18, abs=1e-3)
+    comparison = result["comparison"]  # printed at the end of --phase=retrain
+    assert comparison["retention"] == [8, 6, 4] and comparison["speedup"] > 0
+    assert set(comparison["baseline"]["dev"]) == {"accuracy"}
 
 
 @pytest.mark.parametrize("selection", ["head", "random"])

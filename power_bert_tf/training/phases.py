@@ -308,6 +308,9 @@ def retrain(ctx: Context) -> dict:
     result = {"retention": list(retention.kept), "selection": config.selection,
               "word_vector_bound": round(retention.word_vector_bound, 3),
               "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3)}
+    if config.phase == "retrain":  # with --phase=all, the evaluate phase reports this
+        result["comparison"] = compare_with_baseline(ctx, load_model(phase_dir / MODEL_FILE,
+                                                                     "retrain"))
     _write_run(phase_dir, ctx, "retrain", started, dev=best, history=history, **result)
     return {"dev": best, **result}
 
@@ -323,12 +326,11 @@ def time_inference(model: keras.Model, batches: list[dict]) -> float:
     return time.perf_counter() - start
 
 
-def evaluate(ctx: Context) -> dict:
-    """Dev metric of the retrained model beside the fine-tuned baseline, and the
-    measured inference speed-up (same data, batch size and run)."""
-    config, started, phase_dir = ctx.config, time.time(), ctx.task_dir / "evaluate"
-    baseline, power = _load_phase_model(ctx, "finetune"), _load_phase_model(ctx, "retrain")
-    prepare_phase_dir(phase_dir, resume=False, overwrite=config.overwrite)
+def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
+    """Dev metric of `power` beside the fine-tuned baseline's, and the measured
+    inference speed-up over it (same dev data, batch size and process)."""
+    config = ctx.config
+    baseline = _load_phase_model(ctx, "finetune")
     labels = np.array([example.label for example in ctx.examples("dev")])
     batches = [features for features, _ in ctx.dataset("dev")]
     results = {}
@@ -345,11 +347,21 @@ def evaluate(ctx: Context) -> dict:
         "metric_change": round(results["power_bert"]["dev"][metric]
                                - results["baseline"]["dev"][metric], 4),
         "speedup": round(results["baseline"]["seconds"] / results["power_bert"]["seconds"], 3),
-        "retention": list(retention.kept), "word_vector_bound": round(retention.word_vector_bound, 3),
+        "retention": list(retention.kept),
+        "word_vector_bound": round(retention.word_vector_bound, 3),
         "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3),
         "dev_examples": len(labels), "eval_batch_size": config.eval_batch_size,
     }
     print(format_summary(ctx.task.name, summary))
+    return summary
+
+
+def evaluate(ctx: Context) -> dict:
+    """Phase 4: `compare_with_baseline` on the retrained model, written to evaluate/."""
+    config, started, phase_dir = ctx.config, time.time(), ctx.task_dir / "evaluate"
+    power = _load_phase_model(ctx, "retrain")
+    prepare_phase_dir(phase_dir, resume=False, overwrite=config.overwrite)
+    summary = compare_with_baseline(ctx, power)
     _write_run(phase_dir, ctx, "evaluate", started, **summary)
     return summary
 
