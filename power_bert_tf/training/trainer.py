@@ -3,6 +3,7 @@ per-epoch dev evaluation, best-epoch selection and resumable state."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -138,7 +139,8 @@ class Trainer:
         for epoch in range(first, epochs + 1):
             self._reseed(seed, epoch)
             print(f"epoch {epoch}/{epochs}")
-            progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss"])
+            progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss"],
+                                           verbose=1 if sys.stdout.isatty() else 2)
             start, total, steps = time.perf_counter(), 0.0, 0
             dataset = self.strategy.experimental_distribute_dataset(make_train_dataset(epoch))
             for features, labels in dataset:
