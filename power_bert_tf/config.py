@@ -95,7 +95,7 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
     "custom": TaskDefaults(128, 3e-5, 1e-3, 1e-3, 32),
 }
 
-PHASES = ("finetune", "search", "retrain", "evaluate", "predict", "all")
+PHASES = ("finetune", "search", "retrain", "evaluate", "predict", "export", "all")
 SELECTIONS = ("attention", "head", "random")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -132,6 +132,8 @@ class RunConfig:
     distribution: str = "default"
     tpu: str | None = None
     jit_compile: bool = False
+    export_dir: str | None = None  # None: <output_dir>/export
+    export_version: int | None = None  # None: 1 + the largest existing version
     custom: CustomTaskSpec | None = None
 
     def __post_init__(self) -> None:

@@ -10,28 +10,31 @@ from conftest import random_inputs
 from power_bert_tf.data.tokenizer import BertTokenizer
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.encoder import BertEncoder
-from tiny_task import POSITIVE, VOCAB, tiny_config
+from tiny_task import NEGATIVE, POSITIVE, VOCAB, tiny_config
 
 N = 32
 RETENTION = [20, 12, 6]
 
 
 def tiny_classifier(num_classes: int = 2, seed: int = 0) -> BertClassifier:
-    """N=32, retention 20,12,6, fitted a few steps so its logits are not near 0."""
+    """N=32, retention 20,12,6, fitted a few steps (more positive than negative words)
+    so that its outputs differ between inputs."""
     keras.utils.set_random_seed(seed)
     config = tiny_config().to_dict()
     encoder = BertEncoder(**config, extract="hard", retention=RETENTION, sequence_length=N)
     model = BertClassifier(encoder, num_classes, dropout=0.0)
     lengths = list(np.random.default_rng(seed).integers(3, N + 1, size=64))
     inputs = random_inputs(64, N, lengths=lengths, seed=seed, vocabulary_size=len(VOCAB))
-    positive = np.isin(inputs["input_word_ids"], [VOCAB.index(w) for w in POSITIVE]).any(1)
+    ids = inputs["input_word_ids"]
+    positive = (np.isin(ids, [VOCAB.index(w) for w in POSITIVE]).sum(1)
+                > np.isin(ids, [VOCAB.index(w) for w in NEGATIVE]).sum(1))
     if num_classes == 1:
         labels, loss = positive.astype("float32") * 4.0, "mse"
     else:
         labels = positive.astype("int32")
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
-    model.fit(inputs, labels, epochs=3, batch_size=16, verbose=0)
+    model.fit(inputs, labels, epochs=10, batch_size=16, verbose=0)
     return model
 
 

@@ -13,7 +13,6 @@ import functools
 import warnings
 from typing import Mapping, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike

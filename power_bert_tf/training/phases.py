@@ -27,6 +27,7 @@ from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
+from power_bert_tf.serving.phase import export
 from power_bert_tf.training.checkpoints import (MODEL_FILE, RUN_FILE, load_model,
                                                 prepare_phase_dir, save_model_atomic,
                                                 write_json_atomic)
@@ -404,7 +405,7 @@ def predict(ctx: Context) -> dict:
 
 
 PHASE_FUNCTIONS = {"finetune": finetune, "search": search, "retrain": retrain,
-                   "evaluate": evaluate, "predict": predict}
+                   "evaluate": evaluate, "predict": predict, "export": export}
 
 
 def run(config: RunConfig) -> dict:

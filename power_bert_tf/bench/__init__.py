@@ -1,0 +1,1 @@
+"""Inference benchmark: measured speed-up of Hard-Extract over the same BERT, per execution mode."""

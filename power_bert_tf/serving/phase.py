@@ -1,0 +1,41 @@
+"""The export phase: the retrained model as a versioned TF Serving SavedModel."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from power_bert_tf.serving.export import export_saved_model
+from power_bert_tf.training.checkpoints import MODEL_FILE, load_model
+
+if TYPE_CHECKING:  # training.phases lists this phase among its PHASE_FUNCTIONS
+    from power_bert_tf.training.phases import Context
+
+
+def export(ctx: Context) -> dict:
+    """Exports `<task_dir>/retrain/model.keras` to `<export_dir>/<task>/<version>/`.
+
+    Reads `ctx.config.export_dir` (None: `<output_dir>/export`) and
+    `ctx.config.export_version` (None: 1 + the largest existing version), then prints
+    the folder and the commands that inspect, serve and query it.
+    """
+    config = ctx.config
+    model = load_model(ctx.task_dir / "retrain" / MODEL_FILE, "retrain")
+    export_dir = Path(config.export_dir or Path(config.output_dir) / "export")
+    path = export_saved_model(
+        model, ctx.pretrained.tokenizer(model.encoder.sequence_length), export_dir,
+        ctx.task.name, config.export_version, labels=ctx.task.labels,
+        retention=model.encoder.retention, task_name=ctx.task.name, is_pair=ctx.task.is_pair,
+    ).resolve()
+    name = "".join(c for c in ctx.task.name.lower() if c.isalnum())
+    base = path.parent
+    text_flags = '--text_a="..." --text_b="..."' if ctx.task.is_pair else '--text="..."'
+    print(f"exported {ctx.task.name} (retention {','.join(map(str, model.encoder.retention))}) "
+          f"to {path}\n"
+          f"  inspect: saved_model_cli show --all --dir {path}\n"
+          f"  serve:   tensorflow_model_server --rest_api_port=8501 --model_name={name} "
+          f"--model_base_path={base} --xla_cpu_compilation_enabled=true\n"
+          f"  docker:  docker run -p 8501:8501 -v {base}:/models/{name} -e MODEL_NAME={name} "
+          f"tensorflow/serving --xla_cpu_compilation_enabled=true\n"
+          f"  query:   python -m power_bert_tf.serving.client "
+          f"--url=http://localhost:8501/v1/models/{name}:predict {text_flags}")
+    return {"export": str(path), "version": int(path.name), "model_name": name}

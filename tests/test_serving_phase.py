@@ -1,0 +1,60 @@
+"""The export phase on a tiny retrained model: versioned folders and serving commands."""
+import pytest
+import tensorflow as tf
+
+from power_bert_tf.config import RunConfig
+from power_bert_tf.data.tasks import CustomTaskSpec
+from power_bert_tf.errors import PowerBertError
+from power_bert_tf.serving.phase import export
+from power_bert_tf.training import phases
+from tiny_task import write_tiny_model, write_tiny_task
+
+
+def make_config(root, **overrides) -> RunConfig:
+    custom = CustomTaskSpec(train_file=str(root / "data" / "train.tsv"),
+                            dev_file=str(root / "data" / "dev.tsv"), text_a_column="text",
+                            label_column="label", labels=("neg", "pos"))
+    options = dict(task="custom", phase="retrain", output_dir=str(root / "out"),
+                   model=str(root / "model"), max_seq_length=16, batch_size=8,
+                   eval_batch_size=8, learning_rate=5e-3, finetune_epochs=1, retrain_epochs=1,
+                   retention_config="8,6,4", custom=custom)
+    return RunConfig(**{**options, **overrides})
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phase")
+    write_tiny_model(root / "model")
+    write_tiny_task(root / "data", train=32, dev=8)
+    phases.run(make_config(root, phase="finetune"))
+    phases.run(make_config(root, phase="retrain"))
+    return root
+
+
+def test_export_phase(retrained, capsys):
+    result = export(phases.make_context(make_config(retrained)))
+    path = retrained / "out" / "export" / "custom" / "1"
+    assert result == {"export": str(path.resolve()), "version": 1, "model_name": "custom"}
+    printed = capsys.readouterr().out
+    assert f"saved_model_cli show --all --dir {path.resolve()}" in printed
+    assert (f"tensorflow_model_server --rest_api_port=8501 --model_name=custom "
+            f"--model_base_path={path.parent.resolve()}") in printed
+    assert f"-v {path.parent.resolve()}:/models/custom -e MODEL_NAME=custom" in printed
+    outputs = tf.saved_model.load(str(path)).signatures["serving_default"](
+        text=tf.constant(["a good film .", "a dull plot ."]))
+    assert set(outputs["label"].numpy().tolist()) <= {b"neg", b"pos"}
+
+    assert export(phases.make_context(make_config(retrained)))["version"] == 2
+    with pytest.raises(PowerBertError, match="exists and is never overwritten"):
+        export(phases.make_context(make_config(retrained, export_version=1)))
+    other = retrained / "elsewhere"
+    result = export(phases.make_context(make_config(retrained, export_dir=str(other),
+                                                    export_version=5)))
+    assert result["export"] == str((other / "custom" / "5").resolve())
+
+
+def test_export_needs_a_retrained_model(tmp_path):
+    write_tiny_model(tmp_path / "model")
+    write_tiny_task(tmp_path / "data", train=8, dev=4)
+    with pytest.raises(PowerBertError, match="no retrain model at .*run --phase=retrain first"):
+        export(phases.make_context(make_config(tmp_path)))
