@@ -18,6 +18,7 @@ setup(
         "safetensors",
         "sentencepiece",
         "tensorflow-datasets",
+        "importlib_resources",  # tensorflow-datasets needs it to download, but does not declare it
         "tensorboard",
         "scikit-learn",
         "scipy",
