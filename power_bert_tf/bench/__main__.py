@@ -42,10 +42,10 @@ flags.DEFINE_integer("repeats", _DEFAULTS.repeats, "Timed calls per model in a r
                      "reports their median, minimum and maximum.")
 flags.DEFINE_float("heavy_gflops", _DEFAULTS.heavy_gflops, "A row whose plain forward pass "
                    "costs more than this many GFLOP per batch is heavy: it runs only "
-                   "--heavy_modes with --heavy_repeats timed calls. With the defaults this keeps "
-                   "BERT-base batch 32 (352 GFLOP at N=64; 1469 at N=256, 10-20 s per plain "
-                   "pass on 2 CPU cores) to XLA alone, so the default run fits in about 10 "
-                   "minutes there. Set it to inf to run every row in full.")
+                   "--heavy_modes with --heavy_repeats timed calls. With the defaults BERT-base "
+                   "batch 32 (352 GFLOP at N=64; 1469 at N=256, 8-10 s per plain pass on 2 CPU "
+                   "cores) skips eager, and the default run takes about 8 minutes there. Set it "
+                   "to inf to run every row in full.")
 flags.DEFINE_integer("heavy_repeats", _DEFAULTS.heavy_repeats, "Timed calls per model in a "
                      "heavy row.")
 flags.DEFINE_list("heavy_modes", list(_DEFAULTS.heavy_modes), "The only modes a heavy row runs.")

@@ -113,7 +113,7 @@ class BenchConfig:
     repeats: int = 5
     heavy_gflops: float = 100.0
     heavy_repeats: int = 3
-    heavy_modes: tuple[str, ...] = ("xla",)
+    heavy_modes: tuple[str, ...] = ("graph", "xla", "saved_model")
     padding: bool = True
     padding_buckets: tuple[int, ...] = (16, 32, 64)
     padding_batch_size: int = 32
