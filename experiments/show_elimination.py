@@ -41,6 +41,9 @@ SENTENCES = [
     "The movie was a complete waste of time, and the acting was even worse.",
     "An utterly charming, funny and beautifully shot film about growing up.",
     "It is neither the best nor the worst thriller I have seen this year.",
+    "Despite a promising premise and a strong opening act, the film slowly loses its way, "
+    "burying its few genuinely moving scenes under clumsy dialogue, a bloated running time "
+    "and an ending that nobody asked for.",
 ]
 
 

@@ -18,7 +18,7 @@ def test_demo_prints_elimination_per_layer():
     result = _run("--retention=12,9,6,4,3,2", "--max_seq_length=24")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "retention configuration (N=24): 12,9,6,4,3,2" in result.stdout
-    assert result.stdout.count("layer 6:  2 vectors kept") == 3
+    assert result.stdout.count("layer 6:  2 vectors kept") == 4
     assert "[CLS]" in result.stdout
 
 
