@@ -196,3 +196,10 @@ def test_regression_task(tiny, tmp_path):
     result = phases.run(make_config(tiny, tmp_path / "out", phase="finetune", custom=custom,
                                     finetune_epochs=1))
     assert set(result["dev"]) == {"spearman", "pearson"}
+
+
+def test_xla_compiled_training_step(tiny, tmp_path):
+    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+    result = phases.run(make_config(tiny, tmp_path, phase="search", search_epochs=1,
+                                    jit_compile=True))
+    assert len(result["masses"]) == 3 and all(0 < m <= 16 for m in result["masses"])
