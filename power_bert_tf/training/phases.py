@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import platform
 import random
 import shlex
@@ -187,8 +188,6 @@ def _train(ctx: Context, phase: str, model: BertClassifier, groups: list[Optimiz
 
 
 def _read_history(path: Path) -> list[dict]:
-    import json
-
     return json.loads(path.read_text()) if path.is_file() else []
 
 
@@ -271,8 +270,6 @@ def retention_for_retrain(ctx: Context) -> RetentionConfig:
     if config.retention_config:
         retention = RetentionConfig.parse(config.retention_config, config.max_seq_length)
     else:
-        import json
-
         path = ctx.task_dir / "search" / RETENTION_FILE
         if not path.is_file():
             raise PowerBertError(f"no retention configuration at {path}: run --phase=search "
