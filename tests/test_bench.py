@@ -10,8 +10,9 @@ import pytest
 
 from power_bert_tf.bench.benchmark import (
     MODES, PADDING_SETTINGS, TINY, TINY_RETENTION, BenchConfig, Case, PeakMemory,
-    benchmark_cases, build_classifier, copy_weights, make_runner, measure_padding, plan_rows,
+    benchmark_cases, build_classifier, make_runner, measure_padding, plan_rows,
     random_inputs, resolve_cases, run, tokenize)
+from power_bert_tf.model.transfer import transfer_weights
 from power_bert_tf.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
@@ -94,7 +95,7 @@ def test_copied_weights_give_the_same_logits_when_nothing_is_eliminated():
     keep_all = Case("tiny", "tiny", TINY, RetentionConfig((16, 16), 16))
     full = build_classifier(keep_all, eliminate=False, sequence_length=16)
     pruned = build_classifier(keep_all, eliminate=True, sequence_length=16)
-    copy_weights(full, pruned)
+    transfer_weights(full, pruned, "the plain model")
     inputs = random_inputs(TINY, 2, 16, seed=1)
     np.testing.assert_allclose(pruned(inputs, training=False).numpy(),
                                full(inputs, training=False).numpy(), atol=1e-5)

@@ -45,6 +45,7 @@ from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.model.retention import RetentionConfig, encoder_flops, flop_bound
+from power_bert_tf.model.transfer import transfer_weights
 from power_bert_tf.weights.pretrained import PretrainedBert, load_pretrained
 
 Inputs = dict[str, tf.Tensor]
@@ -247,18 +248,6 @@ def build_classifier(case: Case, *, eliminate: bool, sequence_length: int | None
     else:
         encoder = BertEncoder(**case.config.to_dict(), **options)
     return BertClassifier(encoder, 2, name="classifier")
-
-
-def copy_weights(source: keras.Model, target: keras.Model) -> None:
-    """Assigns every weight of `target` the value of the `source` weight with its path."""
-    sources = {variable.path: variable for variable in source.weights}
-    targets = {variable.path: variable for variable in target.weights}
-    if sources.keys() != targets.keys() or len(sources) != len(source.weights):
-        differ = sorted(sources.keys() ^ targets.keys())[:5]
-        raise PowerBertError(f"cannot copy weights: the models' variable paths differ or "
-                             f"repeat ({differ})")
-    for path, variable in targets.items():
-        variable.assign(sources[path].value)
 
 
 class ServingModule(tf.Module):
@@ -482,7 +471,7 @@ def _benchmark_group(group: list[Case], config: BenchConfig, memory: PeakMemory,
         if not planned:
             continue
         pruned = build_classifier(case, eliminate=True, sequence_length=n)
-        copy_weights(full, pruned)
+        transfer_weights(full, pruned, "the plain model")
         pruned_runners: dict[str, Runner] = {}
         bound = flop_bound(case.config, case.retention)
         for batch_size, mode, heavy in planned:
@@ -583,7 +572,7 @@ def measure_padding(case: Case, features: Mapping[str, np.ndarray], *,
     keras.utils.set_random_seed(seed)
     full = build_classifier(case, eliminate=False, sequence_length=None)
     pruned = build_classifier(case, eliminate=True, sequence_length=None)
-    copy_weights(full, pruned)
+    transfer_weights(full, pruned, "the plain model")
     functions = {eliminated: tf.function(lambda x, m=model: m(x, training=False),
                                          jit_compile=True)
                  for eliminated, model in ((False, full), (True, pruned))}

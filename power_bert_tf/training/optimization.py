@@ -33,8 +33,3 @@ def adam(peak: float, total_steps: int, warmup_proportion: float,
     """Adam (beta 0.9 / 0.999) on the warm-up + linear-decay schedule."""
     schedule = WarmupLinearDecay(peak, total_steps, int(warmup_proportion * total_steps))
     return keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, name=name)
-
-
-def is_retention_variable(variable) -> bool:
-    """True for a Soft-Extract retention vector r_j."""
-    return variable.path.endswith("soft_extract/retention")

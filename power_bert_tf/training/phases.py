@@ -34,7 +34,8 @@ from power_bert_tf.training.checkpoints import (MODEL_FILE, RUN_FILE, load_model
                                                 write_json_atomic)
 from power_bert_tf.training.distribution import make_strategy
 from power_bert_tf.training.metrics import compute_metrics
-from power_bert_tf.training.optimization import adam, is_retention_variable
+from power_bert_tf.model.transfer import is_retention_variable, transfer_weights
+from power_bert_tf.training.optimization import adam
 from power_bert_tf.training.trainer import EpochLog, OptimizerGroup, Trainer
 from power_bert_tf.weights import PretrainedBert, load_pretrained
 
@@ -123,23 +124,6 @@ def _load_phase_model(ctx: Context, phase: str) -> keras.Model:
     model = load_model(path, phase)
     _check_same_shape(model, ctx, path)
     return model
-
-
-def transfer_weights(source: keras.Model, target: keras.Model, source_name: str) -> None:
-    """Copies weights by variable path; retention vectors r_j are never carried over."""
-    values = {v.path: v for v in source.weights if not is_retention_variable(v)}
-    for variable in target.weights:
-        if is_retention_variable(variable):
-            continue
-        if variable.path not in values:
-            raise PowerBertError(f"{source_name} lacks variable {variable.path!r}")
-        value = values.pop(variable.path)
-        if tuple(value.shape) != tuple(variable.shape):
-            raise PowerBertError(f"{source_name}: variable {variable.path!r} has shape "
-                                 f"{tuple(value.shape)}, expected {tuple(variable.shape)}")
-        variable.assign(value)
-    if values:
-        raise PowerBertError(f"{source_name} has unexpected variable {next(iter(values))!r}")
 
 
 def _build(ctx: Context, **extract) -> BertClassifier:
