@@ -68,7 +68,7 @@ def data_status(task: str, data_dir: str | None) -> str | None:
 
 def run_task(task: str, output_dir: Path, extra_flags: tuple[str, ...]) -> str | None:
     """Runs (or resumes) every phase of one task; None on success, else the error line."""
-    command = [sys.executable, str(ROOT / "run_glue.py"), f"--task={task}", "--phase=all",
+    command = [sys.executable, "run_glue.py", f"--task={task}", "--phase=all",
                f"--output_dir={output_dir}", f"--model={FLAGS.model}", "--resume", *extra_flags]
     if FLAGS.data_dir:
         command.append(f"--data_dir={FLAGS.data_dir}")
