@@ -66,7 +66,46 @@ class _LongestFirstTrimmer(tf_text.Trimmer):
         return [tf.ragged.range(length) < n[:, tf.newaxis] for length, n in zip(lengths, kept)]
 
 
-class BertTokenizer(tf.Module):
+def check_max_seq_length(max_seq_length: int) -> None:
+    """Raises PowerBertError unless [CLS] and [SEP] fit."""
+    if max_seq_length < 2:
+        raise PowerBertError(
+            f"max_seq_length must be >= 2 for [CLS] and [SEP], got {max_seq_length}")
+
+
+class PackingTokenizer(tf.Module):
+    """Base of the in-graph tokenizers: [CLS] a [SEP] (b [SEP]) from a subclass's `tokenize`.
+
+    Subclasses set `max_seq_length`, `cls_id`, `sep_id` and `pad_id` and implement
+    `tokenize`, (B,) strings -> (B, None) int32 ids without special tokens.
+    """
+
+    def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        raise NotImplementedError
+
+    def __call__(self, text_a: tf.Tensor, text_b: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        """(B,) strings -> {"input_word_ids", "input_mask", "input_type_ids"}, each int32 (B, L).
+
+        Packs [CLS] a [SEP] (type id 0) and b [SEP] (type id 1) after longest-first truncation
+        to L = max_seq_length; the mask is 1 on real tokens, and padding is the pad id in ids
+        and 0 in mask and type ids.
+        """
+        segments = [self.tokenize(text_a)]
+        if text_b is not None:
+            if self.max_seq_length < 3:
+                raise PowerBertError(
+                    f"max_seq_length must be >= 3 for sentence pairs, got {self.max_seq_length}")
+            segments.append(self.tokenize(text_b))
+        budget = self.max_seq_length - 1 - len(segments)
+        segments = _LongestFirstTrimmer(budget).trim(segments)
+        word_ids, type_ids = tf_text.combine_segments(segments, self.cls_id, self.sep_id)
+        word_ids, mask = tf_text.pad_model_inputs(word_ids, self.max_seq_length, self.pad_id)
+        type_ids, _ = tf_text.pad_model_inputs(type_ids, self.max_seq_length)
+        return {"input_word_ids": word_ids, "input_mask": tf.cast(mask, tf.int32),
+                "input_type_ids": tf.cast(type_ids, tf.int32)}
+
+
+class BertTokenizer(PackingTokenizer):
     """In-graph WordPiece tokenizer and [CLS] a [SEP] (b [SEP]) packer.
 
     Args:
@@ -82,9 +121,7 @@ class BertTokenizer(tf.Module):
         path = Path(vocab_file)
         if not path.is_file():
             raise FileNotFoundError(f"vocab file not found: {path}")
-        if max_seq_length < 2:
-            raise PowerBertError(
-                f"max_seq_length must be >= 2 for [CLS] and [SEP], got {max_seq_length}")
+        check_max_seq_length(max_seq_length)
         # As ``tokenizers``' WordPiece.read_file: one token per "\n"-ended line, right-stripped.
         vocab = [line.rstrip() for line in path.read_text(encoding="utf-8").split("\n")]
         if vocab and not vocab[-1]:
@@ -150,27 +187,6 @@ class BertTokenizer(tf.Module):
         words = words.with_flat_values(tf.where(too_long, "[UNK]", words.flat_values))
         ids = self._wordpiece.tokenize(words).merge_dims(-2, -1)
         return tf.cast(ids, tf.int32)
-
-    def __call__(self, text_a: tf.Tensor, text_b: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """(B,) strings -> {"input_word_ids", "input_mask", "input_type_ids"}, each int32 (B, L).
-
-        Packs [CLS] a [SEP] (type id 0) and b [SEP] (type id 1) after longest-first truncation
-        to L = max_seq_length; the mask is 1 on real tokens, and padding is [PAD] in ids and 0
-        in mask and type ids.
-        """
-        segments = [self.tokenize(text_a)]
-        if text_b is not None:
-            if self.max_seq_length < 3:
-                raise PowerBertError(
-                    f"max_seq_length must be >= 3 for sentence pairs, got {self.max_seq_length}")
-            segments.append(self.tokenize(text_b))
-        budget = self.max_seq_length - 1 - len(segments)
-        segments = _LongestFirstTrimmer(budget).trim(segments)
-        word_ids, type_ids = tf_text.combine_segments(segments, self.cls_id, self.sep_id)
-        word_ids, mask = tf_text.pad_model_inputs(word_ids, self.max_seq_length, self.pad_id)
-        type_ids, _ = tf_text.pad_model_inputs(type_ids, self.max_seq_length)
-        return {"input_word_ids": word_ids, "input_mask": tf.cast(mask, tf.int32),
-                "input_type_ids": tf.cast(type_ids, tf.int32)}
 
     def ids_to_tokens(self, ids: ArrayLike) -> list[str]:
         """(T,) ids (array, list or eager tensor) -> their T vocabulary strings, on the host."""

@@ -6,6 +6,8 @@ Encoder layer j on its n_{j-1} input vectors (SPEC "Where the extract layer sits
      (retrain, inference), or nothing (plain BERT);
   3. `FeedForwardBlock`: dense -> activation -> dense, Add & LayerNorm, on the
      n_j vectors the slot kept.
+`extract_stack` wires these for any list of per-layer blocks, so `AlbertEncoder`
+(model/albert.py) reuses it with blocks shared across layers.
 """
 from __future__ import annotations
 
@@ -209,6 +211,64 @@ class FeedForwardBlock(keras.layers.Layer):
         return config
 
 
+Blocks = list[tuple[SelfAttentionBlock, FeedForwardBlock]]
+
+
+def check_extract_options(num_layers: int, max_sequence_length: int, extract: str,
+                          sequence_length: int | None, retention: Sequence[int] | None,
+                          strategy: str) -> None:
+    """Raises ValueError (PowerBertError for retention) on inconsistent extract options."""
+    if extract not in EXTRACT_MODES:
+        raise ValueError(f"extract must be one of {EXTRACT_MODES}, got {extract!r}")
+    if strategy not in EXTRACT_STRATEGIES:
+        raise ValueError(f"strategy must be one of {EXTRACT_STRATEGIES}, got {strategy!r}")
+    if extract == "soft" and sequence_length is None:
+        raise ValueError("extract='soft' needs sequence_length (the length of r)")
+    if extract == "hard":
+        if retention is None:
+            raise ValueError("extract='hard' needs a retention configuration")
+        config = RetentionConfig(tuple(retention), sequence_length or max(retention))
+        config.check_layers(num_layers)
+    if sequence_length is not None and sequence_length > max_sequence_length:
+        raise ValueError(f"sequence_length {sequence_length} exceeds max_sequence_length "
+                         f"{max_sequence_length}")
+
+
+def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length: int | None,
+                  retention: Sequence[int] | None, strategy: str, mass_lambda: float,
+                  include_padded_queries: bool, seed: int | None) -> dict:
+    """Runs the encoder layers on (B, T, D) `hidden` with a (B, T) `mask`.
+
+    `blocks[j - 1]` is layer j's (attention, feed-forward) pair; the same pair may
+    serve several layers (ALBERT), while each layer j gets its own extract slot,
+    `layer_{j}_significance` -> `layer_{j}_soft_extract` | `layer_{j}_hard_extract`.
+
+    Returns:
+        The encoder outputs without the pooler: `sequence_output`, `padding_mask`,
+        `encoder_outputs` and `kept_positions` (see `BertEncoder`).
+    """
+    positions = ops.cumsum(ops.ones_like(mask), axis=1) - 1  # (B, T) 0, 1, ...
+    encoder_outputs, kept_positions = [], []
+    for j, (attention, feed_forward) in enumerate(blocks, start=1):
+        hidden, probs = attention(hidden, mask)
+        if extract == "soft" or (extract == "hard" and strategy == "attention"):
+            scores = SignificanceScore(include_padded_queries,
+                                       name=f"layer_{j}_significance")(probs, mask)
+        if extract == "soft":
+            hidden = SoftExtract(sequence_length, mass_lambda * j,
+                                 name=f"layer_{j}_soft_extract")(hidden, scores)
+        elif extract == "hard":
+            hidden, mask, indices = HardExtract(
+                retention[j - 1], strategy, seed, name=f"layer_{j}_hard_extract",
+            )(hidden, mask, scores if strategy == "attention" else None)
+            positions = ops.take_along_axis(positions, indices, axis=1)
+        hidden = feed_forward(hidden)
+        encoder_outputs.append(hidden)
+        kept_positions.append(positions)
+    return {"sequence_output": hidden, "padding_mask": mask,
+            "encoder_outputs": encoder_outputs, "kept_positions": kept_positions}
+
+
 @keras.saving.register_keras_serializable(package="power_bert_tf")
 class BertEncoder(keras.Model):
     """BERT encoder (embeddings, L post-LN layers, pooler) with PoWER-BERT extract slots.
@@ -232,7 +292,12 @@ class BertEncoder(keras.Model):
     `padding_mask` (B, n_L), `encoder_outputs`, the list of every layer's
     output (B, n_j, D), and `kept_positions`, the list of every layer's (B, n_j)
     input positions of the vectors it kept.
+
+    Subclasses (`AlbertEncoder`) change the embeddings and the layer blocks by
+    overriding `embed` and `layer_blocks`; the extract slots and the pooler stay.
     """
+
+    model_type = "bert"
 
     def __init__(self, vocabulary_size: int, num_layers: int, hidden_size: int,
                  num_heads: int, intermediate_size: int, max_sequence_length: int = 512,
@@ -242,57 +307,31 @@ class BertEncoder(keras.Model):
                  sequence_length: int | None = None, retention: Sequence[int] | None = None,
                  strategy: str = "attention", mass_lambda: float = 0.0,
                  include_padded_queries: bool = False, seed: int | None = None, **kwargs):
-        if extract not in EXTRACT_MODES:
-            raise ValueError(f"extract must be one of {EXTRACT_MODES}, got {extract!r}")
-        if strategy not in EXTRACT_STRATEGIES:
-            raise ValueError(f"strategy must be one of {EXTRACT_STRATEGIES}, got {strategy!r}")
-        if extract == "soft" and sequence_length is None:
-            raise ValueError("extract='soft' needs sequence_length (the length of r)")
-        if extract == "hard":
-            if retention is None:
-                raise ValueError("extract='hard' needs a retention configuration")
-            config = RetentionConfig(tuple(retention), sequence_length or max(retention))
-            config.check_layers(num_layers)
-        if sequence_length is not None and sequence_length > max_sequence_length:
-            raise ValueError(f"sequence_length {sequence_length} exceeds max_sequence_length "
-                             f"{max_sequence_length}")
-
+        check_extract_options(num_layers, max_sequence_length, extract, sequence_length,
+                              retention, strategy)
         inputs = {name: keras.Input(shape=(sequence_length,), dtype="int32", name=name)
                   for name in ("input_word_ids", "input_mask", "input_type_ids")}
-        hidden = BertEmbedding(
-            vocabulary_size, hidden_size, max_sequence_length, type_vocabulary_size,
-            dropout, layer_norm_epsilon, name="embeddings",
-        )(inputs["input_word_ids"], inputs["input_type_ids"])
-        mask = inputs["input_mask"]
-        positions = ops.cumsum(ops.ones_like(mask), axis=1) - 1  # (B, T) 0, 1, ...
-        encoder_outputs, kept_positions = [], []
-        for j in range(1, num_layers + 1):
-            hidden, probs = SelfAttentionBlock(
-                hidden_size, num_heads, dropout, attention_dropout, layer_norm_epsilon,
-                name=f"layer_{j}_attention")(hidden, mask)
-            if extract == "soft" or (extract == "hard" and strategy == "attention"):
-                scores = SignificanceScore(include_padded_queries,
-                                           name=f"layer_{j}_significance")(probs, mask)
-            if extract == "soft":
-                hidden = SoftExtract(sequence_length, mass_lambda * j,
-                                     name=f"layer_{j}_soft_extract")(hidden, scores)
-            elif extract == "hard":
-                hidden, mask, indices = HardExtract(
-                    retention[j - 1], strategy, seed, name=f"layer_{j}_hard_extract",
-                )(hidden, mask, scores if strategy == "attention" else None)
-                positions = ops.take_along_axis(positions, indices, axis=1)
-            hidden = FeedForwardBlock(
-                hidden_size, intermediate_size, activation, dropout, layer_norm_epsilon,
-                name=f"layer_{j}_feed_forward")(hidden)
-            encoder_outputs.append(hidden)
-            kept_positions.append(positions)
+        hidden = self.embed(inputs, vocabulary_size=vocabulary_size, hidden_size=hidden_size,
+                            max_sequence_length=max_sequence_length,
+                            type_vocabulary_size=type_vocabulary_size, dropout=dropout,
+                            layer_norm_epsilon=layer_norm_epsilon)
+        blocks = self.layer_blocks(
+            num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
+            intermediate_size=intermediate_size, dropout=dropout,
+            attention_dropout=attention_dropout, layer_norm_epsilon=layer_norm_epsilon,
+            activation=activation)
+        outputs = extract_stack(
+            hidden, inputs["input_mask"], blocks, extract=extract,
+            sequence_length=sequence_length, retention=retention, strategy=strategy,
+            mass_lambda=mass_lambda, include_padded_queries=include_padded_queries, seed=seed)
         pooled = keras.layers.Dense(hidden_size, activation="tanh",
                                     kernel_initializer=_initializer(0.02),
-                                    name="pooler")(hidden[:, 0, :])
+                                    name="pooler")(outputs["sequence_output"][:, 0, :])
         super().__init__(inputs=inputs, outputs={
-            "sequence_output": hidden, "pooled_output": pooled,
-            "padding_mask": mask, "encoder_outputs": encoder_outputs,
-            "kept_positions": kept_positions,
+            "sequence_output": outputs["sequence_output"], "pooled_output": pooled,
+            "padding_mask": outputs["padding_mask"],
+            "encoder_outputs": outputs["encoder_outputs"],
+            "kept_positions": outputs["kept_positions"],
         }, **kwargs)
 
         self.vocabulary_size = vocabulary_size
@@ -313,6 +352,25 @@ class BertEncoder(keras.Model):
         self.mass_lambda = mass_lambda
         self.include_padded_queries = include_padded_queries
         self.seed = seed
+
+    def embed(self, inputs: dict, *, vocabulary_size: int, hidden_size: int,
+              max_sequence_length: int, type_vocabulary_size: int, dropout: float,
+              layer_norm_epsilon: float):
+        """Symbolic inputs -> (B, T, D) embeddings, the `embeddings` layer."""
+        return BertEmbedding(
+            vocabulary_size, hidden_size, max_sequence_length, type_vocabulary_size,
+            dropout, layer_norm_epsilon, name="embeddings",
+        )(inputs["input_word_ids"], inputs["input_type_ids"])
+
+    def layer_blocks(self, *, num_layers: int, hidden_size: int, num_heads: int,
+                     intermediate_size: int, dropout: float, attention_dropout: float,
+                     layer_norm_epsilon: float, activation: str) -> Blocks:
+        """Each layer's own attention and feed-forward blocks, `layer_{j}_*`."""
+        return [(SelfAttentionBlock(hidden_size, num_heads, dropout, attention_dropout,
+                                    layer_norm_epsilon, name=f"layer_{j}_attention"),
+                 FeedForwardBlock(hidden_size, intermediate_size, activation, dropout,
+                                  layer_norm_epsilon, name=f"layer_{j}_feed_forward"))
+                for j in range(1, num_layers + 1)]
 
     def soft_extract_layers(self) -> list[SoftExtract]:
         return [self.get_layer(f"layer_{j}_soft_extract") for j in range(1, self.num_layers + 1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from safetensors import SafetensorError
@@ -40,8 +41,12 @@ def hf_to_canonical(name: str) -> tuple[str, bool] | None:
     return f"{path}/{leaf}", False
 
 
-def read_hf_tensors(folder: Path) -> dict[str, np.ndarray]:
-    """`model.safetensors` -> canonical tensors (kernels transposed to (in, out))."""
+def read_hf_tensors(folder: Path, to_canonical: Callable[[str], tuple[str, bool] | None]
+                    = hf_to_canonical) -> dict[str, np.ndarray]:
+    """`model.safetensors` -> canonical tensors (kernels transposed to (in, out)).
+
+    `to_canonical` maps a name as `hf_to_canonical` does (BERT, the default).
+    """
     path = folder / "model.safetensors"
     if not path.is_file():
         raise PowerBertError(f"{folder}: no model.safetensors (only the safetensors format "
@@ -52,7 +57,7 @@ def read_hf_tensors(folder: Path) -> dict[str, np.ndarray]:
         raise PowerBertError(f"{path}: cannot read safetensors file ({error})") from None
     tensors = {}
     for name, value in raw.items():
-        mapped = hf_to_canonical(name)
+        mapped = to_canonical(name)
         if mapped is None:
             continue
         canonical, transpose = mapped

@@ -1,0 +1,15 @@
+"""The encoder class of a model type, and an encoder from an `EncoderConfig`."""
+from __future__ import annotations
+
+from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.albert import AlbertEncoder
+from power_bert_tf.model.encoder import BertEncoder
+
+ENCODER_CLASSES: dict[str, type[BertEncoder]] = {
+    cls.model_type: cls for cls in (BertEncoder, AlbertEncoder)}
+
+
+def build_encoder(config: EncoderConfig, **extract_options) -> BertEncoder:
+    """A `BertEncoder` or `AlbertEncoder` of `config`'s shape with random weights;
+    `extract_options` (extract, sequence_length, retention, ...) go to its constructor."""
+    return ENCODER_CLASSES[config.model_type](**config.to_dict(), **extract_options)
