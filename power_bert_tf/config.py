@@ -94,10 +94,10 @@ class EncoderConfig:
     @classmethod
     def _from_json(cls, config: Mapping[str, Any], source: str,
                    activations: Mapping[str, str], **extra) -> "EncoderConfig":
+        activation = config.get("hidden_act", "gelu")
+        if activation not in activations:
+            raise PowerBertError(f"{source}: unsupported hidden_act {activation!r}")
         try:
-            activation = config.get("hidden_act", "gelu")
-            if activation not in activations:
-                raise PowerBertError(f"{source}: unsupported hidden_act {activation!r}")
             return cls(
                 vocabulary_size=int(config["vocab_size"]),
                 num_layers=int(config["num_hidden_layers"]),
@@ -114,6 +114,8 @@ class EncoderConfig:
             )
         except KeyError as missing:
             raise PowerBertError(f"{source}: missing key {missing.args[0]!r}") from None
+        except PowerBertError as error:
+            raise PowerBertError(f"{source}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The encoder class's constructor arguments: every field but `model_type`, and
