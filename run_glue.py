@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
-from power_bert_tf.config import (DISTRIBUTIONS, PHASES, SELECTIONS,  # noqa: E402
-                                  TASK_DEFAULTS, RunConfig)
+from power_bert_tf.config import (DISTRIBUTIONS, MODEL_TYPES, PHASES,  # noqa: E402
+                                  SELECTIONS, TASK_DEFAULTS, RunConfig)
 from power_bert_tf.data.tasks import CustomTaskSpec, canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 
@@ -30,7 +30,10 @@ flags.DEFINE_enum("phase", "all", PHASES, "What to run: finetune, search (Soft-E
                   "versioned TF Serving SavedModel of the retrained model), or all: the four "
                   "training/evaluation phases in turn.")
 flags.DEFINE_string("model", "embedded", "Pre-trained weights: 'embedded' (the packaged "
-                    "MiniLM, offline) or a Hugging Face / Google BERT folder.")
+                    "MiniLM, offline) or a Hugging Face / Google BERT or ALBERT folder.")
+flags.DEFINE_enum("model_type", None, MODEL_TYPES, "bert or albert: the kind of model --model "
+                  "must hold (an error if it holds the other). Default: the folder's "
+                  "(albert_config.json, or config.json with model_type albert, is ALBERT).")
 flags.DEFINE_string("data_dir", None, "GLUE data root (glue_data/ layout). Default: $GLUE_DIR, "
                     "else ../shared/glue when it exists.")
 flags.DEFINE_enum("data_source", "files", ["files", "tfds"], "Read GLUE from --data_dir "
@@ -113,7 +116,7 @@ def config_from_flags() -> RunConfig:
     epochs = FLAGS.epochs
     return RunConfig(
         task=task, phase=FLAGS.phase, output_dir=FLAGS.output_dir, model=FLAGS.model,
-        data_dir=FLAGS.data_dir, data_source=FLAGS.data_source,
+        model_type=FLAGS.model_type, data_dir=FLAGS.data_dir, data_source=FLAGS.data_source,
         max_seq_length=pick("max_seq_length", defaults.max_seq_length),
         batch_size=pick("batch_size", defaults.batch_size),
         eval_batch_size=FLAGS.eval_batch_size,

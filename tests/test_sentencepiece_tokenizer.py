@@ -2,6 +2,7 @@
 `sentencepiece.SentencePieceProcessor`, on a tiny model trained on SST-2 text."""
 import unicodedata
 
+import keras
 import numpy as np
 import pytest
 import sentencepiece
@@ -127,3 +128,15 @@ def test_errors(spm_model, tmp_path):
         minloglevel=2)
     with pytest.raises(PowerBertError, match=r"lacks the piece\(s\) \[CLS\], \[SEP\], <pad>$"):
         SentencePieceTokenizer(folder / "plain.model", lower_case=True, max_seq_length=8)
+
+
+def test_tf_data_after_a_random_seed_reset(spm_model):
+    # tf.random.set_seed clears the eager kernel cache, which holds eagerly made
+    # SentencePiece resources; the tokenizer must not depend on one.
+    tokenizer = SentencePieceTokenizer(spm_model, lower_case=True, max_seq_length=16)
+    texts = ["in 1990, a fine film", "dull"]
+    expected = tokenizer(tf.constant(texts))["input_word_ids"].numpy()
+    keras.utils.set_random_seed(0)
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(
+        tokenizer, num_parallel_calls=tf.data.AUTOTUNE)
+    np.testing.assert_array_equal(next(iter(dataset))["input_word_ids"], expected)

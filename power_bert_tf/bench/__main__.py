@@ -29,8 +29,11 @@ flags.DEFINE_list("cases", list(DEFAULT_CASES), f"Benchmark cases, from {', '.jo
                   "configuration in --checkpoints_dir/*/retrain/run.json, one case per task; "
                   "bert-base-rte: BERT-base shape (random weights) with the paper's RTE "
                   "configuration at N=256; bert-base-sst2: BERT-base with the SST-2 anecdote "
-                  "configuration (7,7,7,7,4,4,4,4,2,2,2,2) at N=64; tiny: a 2-layer, hidden-32 "
-                  "encoder at N=16 keeping (8,4), for tests.")
+                  "configuration (7,7,7,7,4,4,4,4,2,2,2,2) at N=64; albert-base-rte, "
+                  "albert-base-sst2: the same for the ALBERT-base shape (12 layers sharing one "
+                  "set of weights, hidden 768, embedding 128, 12 heads, vocabulary 30000); "
+                  "tiny, tiny-albert: 2-layer, hidden-32 encoders at N=16 keeping (8,4), for "
+                  "tests.")
 flags.DEFINE_list("batch_sizes", [str(b) for b in _DEFAULTS.batch_sizes], "Batch sizes of every "
                   "case: 1 measures latency, 32 throughput; add 128 (the paper's) if time allows.")
 flags.DEFINE_list("modes", list(MODES), "Execution modes: eager (model(inputs, training=False)), "
@@ -43,8 +46,9 @@ flags.DEFINE_integer("repeats", _DEFAULTS.repeats, "Timed calls per model in a r
 flags.DEFINE_float("heavy_gflops", _DEFAULTS.heavy_gflops, "A row whose plain forward pass "
                    "costs more than this many GFLOP per batch is heavy: it runs only "
                    "--heavy_modes with --heavy_repeats timed calls. With the defaults BERT-base "
-                   "batch 32 (352 GFLOP at N=64; 1469 at N=256, 8-10 s per plain pass on 2 CPU "
-                   "cores) skips eager, and the default run takes about 8 minutes there. Set it "
+                   "and ALBERT-base batch 32 (352 GFLOP at N=64; 1469 at N=256, 8-10 s per "
+                   "plain pass on 2 CPU cores) skip eager, and each base shape takes about 8 "
+                   "minutes there. Set it "
                    "to inf to run every row in full.")
 flags.DEFINE_integer("heavy_repeats", _DEFAULTS.heavy_repeats, "Timed calls per model in a "
                      "heavy row.")

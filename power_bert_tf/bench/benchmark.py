@@ -1,8 +1,8 @@
 """Measured inference speed-up of Hard-Extract, beside its bounds, in one process.
 
-A *case* is an encoder shape, its weights and a retention configuration (l_1, ..., l_L)
-for inputs of N tokens. Each case is built twice with the same weights, as plain BERT
-(`extract="none"`) and with Hard-Extract, both as a two-class `BertClassifier` on
+A *case* is an encoder shape (BERT or ALBERT), its weights and a retention configuration
+(l_1, ..., l_L) for inputs of N tokens. Each case is built twice with the same weights,
+plain (`extract="none"`) and with Hard-Extract, both as a two-class `BertClassifier` on
 random ids with a full-length mask, and timed at each batch size in each mode:
 
     eager        model(inputs, training=False)
@@ -43,7 +43,7 @@ from power_bert_tf.config import EncoderConfig
 from power_bert_tf.data.tasks import get_task
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.model.encoder import BertEncoder
+from power_bert_tf.model.factory import build_encoder
 from power_bert_tf.model.retention import RetentionConfig, encoder_flops, flop_bound
 from power_bert_tf.model.transfer import transfer_weights
 from power_bert_tf.weights.pretrained import PretrainedBert, load_pretrained
@@ -51,14 +51,24 @@ from power_bert_tf.weights.pretrained import PretrainedBert, load_pretrained
 Inputs = dict[str, tf.Tensor]
 
 MODES = ("eager", "graph", "xla", "saved_model")
-CASES = ("minilm", "bert-base-rte", "bert-base-sst2", "tiny")
-DEFAULT_CASES = CASES[:3]  # "tiny" is for tests
+CASES = ("minilm", "bert-base-rte", "bert-base-sst2", "albert-base-rte", "albert-base-sst2",
+         "tiny", "tiny-albert")
+DEFAULT_CASES = CASES[:5]  # "tiny" and "tiny-albert" are for tests
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 BERT_BASE = EncoderConfig(vocabulary_size=30522, num_layers=12, hidden_size=768,
                           num_heads=12, intermediate_size=3072)
+# ALBERT-base (albert-base-v2): BERT-base's layers, embeddings of width 128, one set of
+# layer weights shared by all 12 layers.
+ALBERT_BASE = EncoderConfig(vocabulary_size=30000, num_layers=12, hidden_size=768,
+                            num_heads=12, intermediate_size=3072,
+                            activation="gelu_approximate", model_type="albert",
+                            embedding_size=128)
 TINY = EncoderConfig(vocabulary_size=100, num_layers=2, hidden_size=32, num_heads=4,
                      intermediate_size=64, max_sequence_length=64)
+TINY_ALBERT = EncoderConfig(vocabulary_size=100, num_layers=2, hidden_size=32, num_heads=4,
+                            intermediate_size=64, max_sequence_length=64,
+                            model_type="albert", embedding_size=16)
 # The paper's quoted configurations (SPEC): RTE, 868 of 3072 vectors; the SST-2 anecdote.
 RTE_RETENTION = RetentionConfig((153, 125, 111, 105, 85, 80, 72, 48, 35, 27, 22, 5), 256)
 SST2_RETENTION = RetentionConfig((7, 7, 7, 7, 4, 4, 4, 4, 2, 2, 2, 2), 64)
@@ -77,7 +87,7 @@ TIMING_METHOD = (
 HEAVY_POLICY = (
     "A row whose plain forward pass costs more than `heavy_gflops` GFLOP per batch "
     "(encoder FLOPs x batch) is heavy: it runs only the modes in `heavy_modes`, with "
-    "`heavy_repeats` timed calls, so that the default run fits in about 10 minutes on 2 "
+    "`heavy_repeats` timed calls, so that each base shape's rows fit in about 10 minutes on 2 "
     "CPU cores.")
 
 
@@ -166,8 +176,8 @@ class Case:
 
     Attributes:
         name: table label, e.g. "bert-base/RTE".
-        shape: "minilm", "bert-base" or "tiny"; cases of one shape and N share the
-            plain model.
+        shape: "minilm", "bert-base", "albert-base", "tiny" or "tiny-albert"; cases
+            of one shape and N share the plain model.
         config: the encoder shape.
         retention: the configuration and its N.
         pretrained: the weights; None for random ones (speed does not depend on them).
@@ -187,6 +197,17 @@ class Case:
     def full_gflops(self, batch_size: int) -> float:
         """GFLOP of the plain encoder on one batch."""
         return encoder_flops(self.config, self.retention.sequence_length) * batch_size / 1e9
+
+
+# Every case but "minilm", whose cases come from retrained runs: random weights.
+FIXED_CASES = {
+    "bert-base-rte": Case("bert-base/RTE", "bert-base", BERT_BASE, RTE_RETENTION),
+    "bert-base-sst2": Case("bert-base/SST-2", "bert-base", BERT_BASE, SST2_RETENTION),
+    "albert-base-rte": Case("albert-base/RTE", "albert-base", ALBERT_BASE, RTE_RETENTION),
+    "albert-base-sst2": Case("albert-base/SST-2", "albert-base", ALBERT_BASE, SST2_RETENTION),
+    "tiny": Case("tiny", "tiny", TINY, TINY_RETENTION),
+    "tiny-albert": Case("tiny-albert", "tiny-albert", TINY_ALBERT, TINY_RETENTION),
+}
 
 
 def retrained_configurations(checkpoints_dir: Path) -> tuple[dict[str, RetentionConfig],
@@ -215,12 +236,8 @@ def resolve_cases(names: Sequence[str], checkpoints_dir: Path,
     """The cases `names` stand for, and notes on what "minilm" could not use."""
     cases, notes = [], []
     for name in names:
-        if name == "bert-base-rte":
-            cases.append(Case("bert-base/RTE", "bert-base", BERT_BASE, RTE_RETENTION))
-        elif name == "bert-base-sst2":
-            cases.append(Case("bert-base/SST-2", "bert-base", BERT_BASE, SST2_RETENTION))
-        elif name == "tiny":
-            cases.append(Case("tiny", "tiny", TINY, TINY_RETENTION))
+        if name in FIXED_CASES:
+            cases.append(FIXED_CASES[name])
         elif name == "minilm":
             found, skipped = retrained_configurations(checkpoints_dir)
             notes += skipped
@@ -246,7 +263,7 @@ def build_classifier(case: Case, *, eliminate: bool, sequence_length: int | None
     if case.pretrained is not None and not eliminate:
         encoder = case.pretrained.build_encoder(**options)
     else:
-        encoder = BertEncoder(**case.config.to_dict(), **options)
+        encoder = build_encoder(case.config, **options)
     return BertClassifier(encoder, 2, name="classifier")
 
 

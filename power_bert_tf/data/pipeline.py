@@ -1,7 +1,8 @@
 """tf.data input pipeline: Examples -> batches of token ids (and labels).
 
-Strings are batched first and the in-graph `BertTokenizer` runs on each batch inside the
-tf.data graph, so tokenization overlaps training and needs no Python per example.
+Strings are batched first and the in-graph tokenizer (`BertTokenizer` or
+`SentencePieceTokenizer`) runs on each batch inside the tf.data graph, so tokenization
+overlaps training and needs no Python per example.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
 
     Args:
         examples: the split, all labelled or all unlabelled (label None).
-        tokenizer: `BertTokenizer` (or any callable mapping (B,) strings to int32 (B, L)
-            `input_word_ids`, `input_mask`, `input_type_ids`).
+        tokenizer: `BertTokenizer`, `SentencePieceTokenizer` (or any callable mapping
+            (B,) strings to int32 (B, L) `input_word_ids`, `input_mask`, `input_type_ids`).
         batch_size: examples per batch.
         is_pair: tokenize `text_b` as the second segment.
         regression: float32 labels (scores) instead of int32 class indices.

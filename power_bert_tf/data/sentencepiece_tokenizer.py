@@ -69,7 +69,7 @@ class SentencePieceTokenizer(PackingTokenizer):
         self.lower_case = lower_case
         self.max_seq_length = max_seq_length
         self.cls_id, self.sep_id, self.pad_id = (ids[piece] for piece in _SPECIAL_PIECES)
-        self._sentencepiece = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.string)
+        self._model_proto = proto
 
     @property
     def vocab_size(self) -> int:
@@ -87,13 +87,22 @@ class SentencePieceTokenizer(PackingTokenizer):
             texts = tf.strings.lower(texts, encoding="utf-8")
         return texts
 
-    def _split_digit_commas(self, pieces: tf.Tensor) -> tf.RaggedTensor:
+    def _sentencepiece(self) -> tf_text.SentencepieceTokenizer:
+        """A SentencePiece op resource for this call. Made per call, not once: a resource
+        made eagerly dies when the eager kernel cache is cleared (`tf.random.set_seed`
+        does that), and tf.data functions using it then fail; one made while tracing
+        lives with its function (and its SavedModel)."""
+        return tf_text.SentencepieceTokenizer(model=self._model_proto, out_type=tf.string)
+
+    @staticmethod
+    def _split_digit_commas(sentencepiece: tf_text.SentencepieceTokenizer,
+                            pieces: tf.Tensor) -> tf.RaggedTensor:
         """(N,) pieces -> (N, None) pieces: each one unchanged, or, for a piece ending in
         a digit and a comma, its re-encoded stem and then ","."""
         flagged = tf.strings.regex_full_match(pieces, r".*\p{Nd},")
         stems = tf.strings.regex_replace(tf.strings.regex_replace(pieces, ",$", ""),
                                          _SPIECE_UNDERLINE, "")
-        sub = self._sentencepiece.tokenize(tf.where(flagged, stems, ""))  # empty if unflagged
+        sub = sentencepiece.tokenize(tf.where(flagged, stems, ""))  # empty if unflagged
         # A stem's first piece loses its "▁" when the original piece had none.
         values, rows = sub.flat_values, sub.value_rowids()
         is_first = tf.range(tf.shape(values, out_type=tf.int64)[0]) == tf.gather(
@@ -111,11 +120,12 @@ class SentencePieceTokenizer(PackingTokenizer):
 
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """(B,) string -> (B, None) int32 piece ids, without special tokens or truncation."""
+        sentencepiece = self._sentencepiece()
         texts = self._preprocess(tf.convert_to_tensor(texts, tf.string))
-        pieces = self._sentencepiece.tokenize(texts)
-        pieces = pieces.with_flat_values(self._split_digit_commas(pieces.flat_values))
-        pieces = pieces.merge_dims(-2, -1)
-        return tf.cast(self._sentencepiece.string_to_id(pieces), tf.int32)
+        pieces = sentencepiece.tokenize(texts)
+        pieces = pieces.with_flat_values(
+            self._split_digit_commas(sentencepiece, pieces.flat_values)).merge_dims(-2, -1)
+        return tf.cast(sentencepiece.string_to_id(pieces), tf.int32)
 
     def ids_to_tokens(self, ids: ArrayLike) -> list[str]:
         """(T,) ids (array, list or eager tensor) -> their T pieces, on the host."""

@@ -5,7 +5,8 @@ export, never overwritten:
 
     <export_dir>/<model_name>/<version>/
         saved_model.pb, variables/
-        assets/power_bert.json   task, labels, retention, max_seq_length, buckets, notes
+        assets/power_bert.json   task, model type, labels, retention, max_seq_length,
+                                 buckets, notes
         assets/labels.txt        one label per line, in class-index order (classification)
 
 Signatures (B the batch, T any length, C the classes):
@@ -17,9 +18,9 @@ Signatures (B the batch, T any length, C the classes):
     metadata         no inputs -> labels (C,), retention (L,), max_seq_length (),
                      task (), config () (the JSON of power_bert.json).
 
-The tokenizer (tensorflow-text ops, not XLA-compilable) runs outside XLA; each length
-bucket's model program is XLA-compiled (see `BucketedPredictor`). Loading needs only
-`tensorflow` and `tensorflow_text`.
+The tokenizer (tensorflow-text WordPiece or SentencePiece ops, not XLA-compilable)
+runs outside XLA; each length bucket's model program is XLA-compiled (see
+`BucketedPredictor`). Loading needs only `tensorflow` and `tensorflow_text`.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from power_bert_tf.data.tokenizer import BertTokenizer
+from power_bert_tf.data.tokenizer import PackingTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.serving.inference import INPUT_NAMES, BucketedPredictor, valid_utf8
@@ -51,14 +52,15 @@ class ServingModule(tf.Module):
 
     Args:
         predictor: the model, bucketed (its programs are traced into the SavedModel).
-        tokenizer: the in-graph tokenizer for raw text.
+        tokenizer: the in-graph tokenizer for raw text (`BertTokenizer` or
+            `SentencePieceTokenizer`).
         labels: label strings in class-index order; None for regression.
         is_pair: whether raw text comes as `text_a`, `text_b` (else `text`).
         metadata: the contents of power_bert.json.
         asset_files: files to copy into the SavedModel's assets/.
     """
 
-    def __init__(self, predictor: BucketedPredictor, tokenizer: BertTokenizer,
+    def __init__(self, predictor: BucketedPredictor, tokenizer: PackingTokenizer,
                  labels: Sequence[str] | None, is_pair: bool, metadata: dict,
                  asset_files: Sequence[Path]):
         super().__init__(name="power_bert")
@@ -119,7 +121,7 @@ def next_version(base: Path) -> int:
                     if path.is_dir() and path.name.isdigit()), default=0)
 
 
-def export_saved_model(model: BertClassifier, tokenizer: BertTokenizer, export_dir: Path,
+def export_saved_model(model: BertClassifier, tokenizer: PackingTokenizer, export_dir: Path,
                        model_name: str, version: int | None = None, *,
                        labels: Sequence[str] | None, retention: Sequence[int] | None,
                        task_name: str, is_pair: bool, jit_compile: bool = True) -> Path:
@@ -127,7 +129,8 @@ def export_saved_model(model: BertClassifier, tokenizer: BertTokenizer, export_d
 
     Args:
         model: the classifier (Hard-Extract or plain); (B, C) logits, C = 1 for regression.
-        tokenizer: its tokenizer; its max_seq_length bounds raw-text inputs.
+        tokenizer: its tokenizer (WordPiece for BERT, SentencePiece for ALBERT); its
+            max_seq_length bounds raw-text inputs.
         export_dir: the folder holding one model base folder per model name.
         model_name: the model base folder's name (TF Serving's --model_name is separate).
         version: the version folder; default 1 + the largest existing one. An existing
@@ -165,7 +168,8 @@ def export_saved_model(model: BertClassifier, tokenizer: BertTokenizer, export_d
         raise PowerBertError(f"{target} exists and is never overwritten: pass another "
                              f"version (next free: {next_version(base)})")
     metadata = {
-        "task": task_name, "version": version, "labels": None if labels is None else list(labels),
+        "task": task_name, "version": version, "model_type": model.encoder.model_type,
+        "labels": None if labels is None else list(labels),
         "inputs": ["text_a", "text_b"] if is_pair else ["text"],
         "outputs": ["score"] if labels is None else ["probabilities", "label"],
         "retention": model_retention, "max_seq_length": tokenizer.max_seq_length,

@@ -17,10 +17,9 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from power_bert_tf.data.tokenizer import BertTokenizer
+from power_bert_tf.data.tokenizer import PackingTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.model.encoder import BertEncoder
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -54,7 +53,7 @@ def any_length_copy(model: BertClassifier) -> BertClassifier:
         raise PowerBertError("a search (Soft-Extract) model cannot be served: serve the "
                              "retrained (Hard-Extract) or the fine-tuned model")
     config = {**encoder.get_config(), "sequence_length": None}
-    copy = BertClassifier(BertEncoder.from_config(config), model.num_classes, model.dropout,
+    copy = BertClassifier(type(encoder).from_config(config), model.num_classes, model.dropout,
                           name=model.name)
     copy.set_weights(model.get_weights())
     return copy
@@ -90,7 +89,7 @@ class BucketedPredictor:
     """
 
     def __init__(self, model: BertClassifier, buckets: Sequence[int] | None = None,
-                 tokenizer: BertTokenizer | None = None, jit_compile: bool = True):
+                 tokenizer: PackingTokenizer | None = None, jit_compile: bool = True):
         encoder = model.encoder
         max_length = encoder.sequence_length or encoder.max_sequence_length
         self.buckets = tuple(sorted(set(buckets))) if buckets else buckets_for(max_length)

@@ -26,7 +26,7 @@ from power_bert_tf.data.pipeline import count_batches, make_dataset
 from power_bert_tf.data.tasks import Example, Task, get_task
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.model.encoder import BertEncoder
+from power_bert_tf.model.factory import build_encoder
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
 from power_bert_tf.serving.phase import export
 from power_bert_tf.training.checkpoints import (MODEL_FILE, RUN_FILE, load_model,
@@ -39,7 +39,8 @@ from power_bert_tf.training.optimization import adam
 from power_bert_tf.training.trainer import EpochLog, OptimizerGroup, Trainer
 from power_bert_tf.weights import PretrainedBert, load_pretrained
 
-SHAPE_FIELDS = ("vocabulary_size", "num_layers", "hidden_size", "num_heads", "intermediate_size")
+SHAPE_FIELDS = ("vocabulary_size", "num_layers", "hidden_size", "num_heads", "intermediate_size",
+                "embedding_size", "num_hidden_groups")
 RETENTION_FILE = "retention.json"
 HISTORY_FILE = "history.json"
 
@@ -79,7 +80,7 @@ class Context:
 
 def make_context(config: RunConfig) -> Context:
     task = get_task(config.task, config.data_dir, source=config.data_source, custom=config.custom)
-    pretrained = load_pretrained(config.model)
+    pretrained = load_pretrained(config.model, model_type=config.model_type)
     if config.max_seq_length > pretrained.config.max_sequence_length:
         raise PowerBertError(f"--max_seq_length={config.max_seq_length} exceeds the model's "
                              f"{pretrained.config.max_sequence_length} positions")
@@ -110,8 +111,12 @@ def _write_run(phase_dir: Path, ctx: Context, phase: str, started: float, **resu
 def _check_same_shape(model: keras.Model, ctx: Context, path: Path) -> None:
     saved = model.encoder.get_config()
     expected = ctx.pretrained.config.to_dict()
+    if model.encoder.model_type != ctx.pretrained.config.model_type:
+        raise PowerBertError(f"checkpoint {path} is a {model.encoder.model_type.upper()} model "
+                             f"but --model {ctx.config.model} is "
+                             f"{ctx.pretrained.config.model_type.upper()}")
     for field in SHAPE_FIELDS:
-        if saved[field] != expected[field]:
+        if saved.get(field) != expected.get(field):
             raise PowerBertError(f"checkpoint {path} has {field}={saved[field]} but --model "
                                  f"{ctx.config.model} has {field}={expected[field]}")
     if model.num_classes != ctx.task.num_classes:
@@ -128,8 +133,8 @@ def _load_phase_model(ctx: Context, phase: str) -> keras.Model:
 
 def _build(ctx: Context, **extract) -> BertClassifier:
     with ctx.strategy.scope():
-        encoder = BertEncoder(**ctx.pretrained.config.to_dict(),
-                              sequence_length=ctx.config.max_seq_length, **extract)
+        encoder = build_encoder(ctx.pretrained.config,
+                                sequence_length=ctx.config.max_seq_length, **extract)
         return BertClassifier(encoder, ctx.task.num_classes)
 
 
