@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from power_bert_tf.bench.benchmark import (
-    MODES, PADDING_SETTINGS, TINY, TINY_RETENTION, BenchConfig, Case, PeakMemory,
-    benchmark_cases, build_classifier, make_runner, measure_padding, plan_rows,
-    random_inputs, resolve_cases, run, tokenize)
+    MODES, PADDING_SETTINGS, RTE_RETENTION, SST2_RETENTION, TINY, TINY_RETENTION, BenchConfig,
+    Case, PeakMemory, benchmark_cases, build_classifier, make_runner, measure_padding,
+    plan_rows, random_inputs, resolve_cases, run, tokenize)
+from power_bert_tf.model.albert import AlbertEncoder
 from power_bert_tf.model.transfer import transfer_weights
 from power_bert_tf.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
@@ -184,3 +185,25 @@ def test_command_line(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode == 1 and "Traceback" not in again.stderr
     assert f"error: {output} exists" in again.stderr
+
+
+def test_albert_cases_have_the_bert_configurations():
+    names = ("albert-base-rte", "albert-base-sst2", "tiny-albert")
+    assert set(names[:2]) <= set(BenchConfig().cases)  # in the default run
+    cases, notes = resolve_cases(names, Path("unused"), None)
+    assert not notes
+    assert [(case.name, case.shape, case.retention) for case in cases] == [
+        ("albert-base/RTE", "albert-base", RTE_RETENTION),
+        ("albert-base/SST-2", "albert-base", SST2_RETENTION),
+        ("tiny-albert", "tiny-albert", TINY_RETENTION)]
+    base = cases[0].config
+    assert (base.model_type, base.num_layers, base.hidden_size, base.embedding_size,
+            base.num_heads, base.intermediate_size, base.vocabulary_size) == (
+        "albert", 12, 768, 128, 12, 3072, 30000)
+    rows, _ = benchmark_cases(cases[2:], BenchConfig(batch_sizes=(2,), modes=("xla",),
+                                                     repeats=2), PeakMemory())
+    assert [(row.case, row.mode) for row in rows] == [("tiny-albert", "xla")]
+    assert rows[0].speedup > 0 and rows[0].flop_bound == pytest.approx(
+        flop_bound(TINY, TINY_RETENTION))  # the layers' FLOPs are BERT's
+    model = build_classifier(cases[2], eliminate=True, sequence_length=16)
+    assert isinstance(model.encoder, AlbertEncoder) and model.encoder.retention == [8, 4]
