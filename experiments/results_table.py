@@ -33,7 +33,10 @@ def collect(task_dir: Path) -> dict | None:
         "speedup": evaluate["speedup"], "eval_batch_size": evaluate["eval_batch_size"],
         "dev_examples": evaluate["dev_examples"],
         "search": {key: runs["search"][key] for key in ("masses", "lambda", "history")},
+        # wall_seconds: the phase's last process (a resumed phase's earlier processes are
+        # not in it); epoch_seconds: every training epoch's time, across resumptions.
         "phases": {phase: {"command": run.get("command"), "wall_seconds": run["wall_seconds"],
+                           "epoch_seconds": round(sum(h["seconds"] for h in run.get("history", [])), 1),
                            "dev": run.get("dev")} for phase, run in runs.items()},
         "total_wall_seconds": round(sum(run["wall_seconds"] for run in runs.values()), 1),
         "versions": evaluate["versions"],
