@@ -338,6 +338,7 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
         "word_vector_bound": round(retention.word_vector_bound, 3),
         "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3),
         "dev_examples": len(labels), "eval_batch_size": config.eval_batch_size,
+        "model_type": power.encoder.model_type,
     }
     print(format_summary(ctx.task.name, summary))
     return summary
@@ -354,11 +355,11 @@ def evaluate(ctx: Context) -> dict:
 
 
 def format_summary(task: str, s: dict) -> str:
-    metric = s["metric"]
+    metric, model = s["metric"], s["model_type"].upper()
     rows = [("", f"dev {metric}", "ms/batch"),
-            ("BERT (fine-tuned)", f"{s['baseline']['dev'][metric]:.4f}",
+            (f"{model} (fine-tuned)", f"{s['baseline']['dev'][metric]:.4f}",
              f"{s['baseline']['ms_per_batch']:.1f}"),
-            ("PoWER-BERT", f"{s['power_bert']['dev'][metric]:.4f}",
+            (f"PoWER-{model}", f"{s['power_bert']['dev'][metric]:.4f}",
              f"{s['power_bert']['ms_per_batch']:.1f}")]
     lines = [f"{task}: {s['dev_examples']} dev examples, batch {s['eval_batch_size']}"]
     lines += [f"  {a:<18} {b:>12} {c:>10}" for a, b, c in rows]
