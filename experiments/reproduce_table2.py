@@ -10,9 +10,13 @@ last completed epoch when this is run again. It then writes one JSON per finishe
 task (`run_glue_<task>.json`, never silently replacing other results) and
 `table2.md`: our dev metrics, ms/batch, measured speed-up and bounds beside the
 paper's figures; tasks without data or with a failed run are listed as such.
+Then the figures (unless --nofigures), each skipped once written: the accuracy vs
+time trade-off of SST-2 and CoLA (experiments/tradeoff.py, `SWEEPS`) and the paper's
+analyses on SST-2 (experiments/analyses.py).
 
 --quick trains on data subsets (64 examples, N = 32, one epoch a phase) into
-checkpoints/table2_quick: a smoke test of the whole pipeline in minutes, not results.
+checkpoints/table2_quick, then a one-point trade-off and the analyses on its SST-2
+models: a smoke test of the whole pipeline in minutes, not results.
 """
 from __future__ import annotations
 
@@ -42,11 +46,27 @@ QUICK_FLAGS = ("--max_train_examples=64", "--max_eval_examples=32", "--max_seq_l
                "--epochs=1", "--batch_size=16", "--eval_batch_size=16",
                "--learning_rate=1e-4", "--soft_extract_learning_rate=1e-1", "--lambda=3e-3")
 
+# Trade-off sweeps behind the committed figures: 4,000 training examples and one epoch a
+# phase, so larger steps than the paper's for BERT (MiniLM learns next to nothing from 63
+# steps at 3e-5) and for r (which moves about LR_SOFT_EXTRACT per step).
+SWEEPS = {task: ("--max_train_examples=4000", "--learning_rate=1e-4",
+                 "--soft_extract_learning_rate=3e-2",
+                 "--lambdas=3e-4,2e-3,1e-2", "--keep_layers=2,4") for task in ("SST-2", "CoLA")}
+ELIMINATION_LAMBDA = "2e-3"  # the sweep point whose model the elimination figure shows
+QUICK_SWEEP_FLAGS = ("--lambdas=3e-3", "--selections=head", "--keep_layers=3",
+                     "--max_train_examples=64", "--max_eval_examples=32", "--max_seq_length=32",
+                     "--learning_rate=1e-4", "--soft_extract_learning_rate=1e-1")
+ANALYSES = ("diffusion", "scoring", "elimination", "retention", "position")
+
 flags.DEFINE_list("tasks", list(TASKS), "Tasks to run, in order; those without data are "
                   "listed in the table as such.")
 flags.DEFINE_bool("quick", False, "Smoke mode: data subsets, one epoch a phase, into "
                   "checkpoints/table2_quick (results go there too, not to --results_dir).")
-flags.DEFINE_bool("train", True, "Run the unfinished tasks; --notrain only collects.")
+flags.DEFINE_bool("train", True, "Run the unfinished tasks and figures; --notrain only "
+                  "collects the table.")
+flags.DEFINE_bool("figures", True, "After the table, the trade-off curves (SST-2, CoLA) and "
+                  "the paper's analyses (experiments/tradeoff.py, analyses.py), skipping "
+                  "those already written.")
 flags.DEFINE_string("output_dir", None, "run_glue.py --output_dir. Default: checkpoints/glue, "
                     "or checkpoints/table2_quick with --quick.")
 flags.DEFINE_string("results_dir", None, "Where the JSON files and table2.md go. Default: "
@@ -87,18 +107,9 @@ def run_task(task: str, output_dir: Path, extra_flags: tuple[str, ...]) -> str |
     return errors[-1][len("error: "):] if errors else f"run_glue.py exited {returncode}, see {log}"
 
 
-@exit_on_user_error
-def main(argv):
-    if len(argv) > 1:
-        raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quick = FLAGS.quick
-    output_dir = Path(FLAGS.output_dir or ("checkpoints/table2_quick" if quick
-                                           else "checkpoints/glue"))
-    results_dir = Path(FLAGS.results_dir or (output_dir if quick else "experiments/results"))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    results_dir.mkdir(parents=True, exist_ok=True)
+def table(tasks: list[str], output_dir: Path, results_dir: Path, quick: bool) -> list[str]:
+    """Runs the unfinished tasks and writes table2.md; returns the failed tasks."""
     started = time.time()
-    tasks = [canonical_task_name(task) for task in FLAGS.tasks]
     results, missing = [], {}
     for task in tasks:
         reason = data_status(task, FLAGS.data_dir)
@@ -134,10 +145,81 @@ def main(argv):
     markdown = header + table2(results, missing)
     (results_dir / "table2.md").write_text(markdown)
     print(markdown)
-    failed = [task for task, reason in missing.items() if reason.startswith("failed")]
+    return [task for task, reason in missing.items() if reason.startswith("failed")]
+
+
+def _script(name: str, *args: str) -> str | None:
+    """Runs experiments/<name>; None on success, else its error line."""
+    result = subprocess.run([sys.executable, str(ROOT / "experiments" / name), *args],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    if result.returncode == 0:
+        return None
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    return errors[-1] if errors else f"{name} exited {result.returncode}"
+
+
+def _first(*paths: Path) -> Path:
+    return next((path for path in paths if path.is_file()), paths[-1])
+
+
+def figures(output_dir: Path, results_dir: Path, quick: bool) -> list[str]:
+    """Trade-off curves and the paper's analyses, skipping those already written;
+    returns the errors."""
+    errors = []
+    if quick:
+        sweeps = {"SST-2": (*QUICK_SWEEP_FLAGS, f"--base_dir={output_dir}",
+                            f"--output_dir={output_dir / 'tradeoff'}")}
+        finetuned = output_dir / "SST-2/finetune/model.keras"
+        retrained = output_dir / "SST-2/retrain/model.keras"
+        analyses = ANALYSES[:-1]  # position fine-tunes four models: tested on its own
+        analysis_flags = ("--max_examples=32", "--scoring_layers=2", "--fractions=0.2,0.5")
+    else:
+        sweeps = SWEEPS
+        sweep_dir = Path("checkpoints/tradeoff/SST-2")
+        finetuned = _first(output_dir / "SST-2/finetune/model.keras",
+                           sweep_dir / "base/SST-2/finetune/model.keras")
+        retrained = _first(output_dir / "SST-2/retrain/model.keras",
+                           sweep_dir / f"lambda_{ELIMINATION_LAMBDA}/SST-2/retrain/model.keras")
+        analyses, analysis_flags = ANALYSES, ()
+    for task, flags_ in sweeps.items():
+        if data_status(task, FLAGS.data_dir) is not None:
+            print(f"trade-off {task}: no data, skipped")
+        elif (results_dir / f"tradeoff_{task}.json").is_file():
+            print(f"trade-off {task}: {results_dir / f'tradeoff_{task}.json'} exists, kept")
+        else:
+            print(f"trade-off {task}: running", flush=True)
+            error = _script("tradeoff.py", f"--task={task}", f"--results_dir={results_dir}",
+                            f"--model={FLAGS.model}", *flags_)
+            errors += [f"trade-off {task}: {error}"] if error else []
+    todo = [name for name in analyses if not (results_dir / f"analysis_{name}.json").is_file()]
+    if todo and data_status("SST-2", FLAGS.data_dir) is None:
+        print(f"analyses: {', '.join(todo)}", flush=True)
+        error = _script("analyses.py", f"--analyses={','.join(todo)}", "--task=SST-2",
+                        f"--finetuned={finetuned}", f"--retrained={retrained}",
+                        f"--results_dir={results_dir}", f"--model={FLAGS.model}",
+                        *analysis_flags)
+        errors += [f"analyses: {error}"] if error else []
+    return errors
+
+
+@exit_on_user_error
+def main(argv):
+    if len(argv) > 1:
+        raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quick = FLAGS.quick
+    output_dir = Path(FLAGS.output_dir or ("checkpoints/table2_quick" if quick
+                                           else "checkpoints/glue"))
+    results_dir = Path(FLAGS.results_dir or (output_dir if quick else "experiments/results"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    failed = table([canonical_task_name(task) for task in FLAGS.tasks], output_dir,
+                   results_dir, quick)
+    errors = figures(output_dir, results_dir, quick) if FLAGS.figures and FLAGS.train else []
     if failed:
-        raise PowerBertError(f"{len(failed)} task(s) failed: {', '.join(failed)}; see "
-                             f"{results_dir / 'table2.md'} and the logs in {output_dir}")
+        errors.insert(0, f"{len(failed)} task(s) failed: {', '.join(failed)}; see "
+                         f"{results_dir / 'table2.md'} and the logs in {output_dir}")
+    if errors:
+        raise PowerBertError("; ".join(errors))
 
 
 if __name__ == "__main__":

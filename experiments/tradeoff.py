@@ -3,7 +3,7 @@
     python experiments/tradeoff.py --task=SST-2 --max_train_examples=8000
     python experiments/tradeoff.py --task=MRPC
 
-One fine-tuned baseline (run_glue.py --phase=finetune), then
+One fine-tuned baseline (run_glue.py --phase=finetune, or --base_dir's), then
 - PoWER-BERT (Attn-WS): for each --lambdas value, search, retrain and evaluate;
 - Head-WS and Rand-WS: retrain with each Attn-WS retention configuration, keeping
   the first l_j positions (Head-WS) or random ones (Rand-WS) instead of the most
@@ -57,6 +57,8 @@ flags.DEFINE_float("soft_extract_learning_rate", None, "LR_SOFT_EXTRACT. Default
 flags.DEFINE_string("model", "embedded", "Pre-trained weights (as run_glue.py).")
 flags.DEFINE_string("data_dir", None, "GLUE data root. Default: $GLUE_DIR, else ../shared/glue.")
 flags.DEFINE_string("output_dir", "checkpoints/tradeoff", "Where the runs go.")
+flags.DEFINE_string("base_dir", None, "A run_glue.py --output_dir whose <task>/finetune is the "
+                    "baseline to reuse. Default: fine-tune one into <output_dir>/<task>/base.")
 flags.DEFINE_string("results_dir", "experiments/results", "Where tradeoff_<task>.{json,png} go.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing tradeoff_<task>.json.")
 FLAGS = flags.FLAGS
@@ -169,7 +171,7 @@ def main(argv):
         raise PowerBertError(f"{results} exists; pass --overwrite to replace it")
     started = time.time()
     root = Path(FLAGS.output_dir) / FLAGS.task
-    base = root / "base"
+    base = Path(FLAGS.base_dir) if FLAGS.base_dir else root / "base"
     run_glue(base, "finetune")
     points = []
     for value in FLAGS.lambdas:
