@@ -14,8 +14,8 @@ from typing import Iterable
 import numpy as np
 import sentencepiece
 import tensorflow as tf
-from safetensors.numpy import save_file
 
+from checkpoint_writers import write_safetensors
 from power_bert_tf.config import EncoderConfig
 from power_bert_tf.weights.albert import albert_encoder_variables
 from power_bert_tf.weights.bert import canonical_shape
@@ -91,13 +91,7 @@ def albert_json(config: EncoderConfig, hidden_act: str) -> dict:
 def write_hf_albert(folder: Path, tensors: dict[str, np.ndarray], config: EncoderConfig,
                     spm_model: Path, prefix: str = "") -> Path:
     """config.json (gelu_new), model.safetensors, spiece.model, as `AlbertModel` saves them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    hf = {}
-    for name, value in tensors.items():
-        hf_name, transpose = canonical_to_hf(name)
-        hf[prefix + hf_name] = np.ascontiguousarray(value.T if transpose else value)
-    hf[prefix + "embeddings.position_ids"] = np.arange(config.max_sequence_length)[None]
-    save_file(hf, str(folder / "model.safetensors"))
+    write_safetensors(folder, tensors, config, canonical_to_hf, prefix)
     (folder / "config.json").write_text(json.dumps(
         {**albert_json(config, "gelu_new"), "model_type": "albert", "layer_norm_eps": 1e-12}))
     (folder / "spiece.model").write_bytes(spm_model.read_bytes())

@@ -45,15 +45,21 @@ def bert_json(config: EncoderConfig) -> dict:
             "attention_probs_dropout_prob": config.attention_dropout}
 
 
-def write_hf_folder(folder: Path, tensors: dict[str, np.ndarray], config: EncoderConfig,
-                    vocab: list[str], prefix: str = "") -> Path:
+def write_safetensors(folder: Path, tensors: dict[str, np.ndarray], config: EncoderConfig,
+                      to_hf, prefix: str = "") -> None:
+    """`model.safetensors` with Hugging Face names (`to_hf(name)` -> (name, transpose))."""
     folder.mkdir(parents=True, exist_ok=True)
     hf = {}
     for name, value in tensors.items():
-        hf_name, transpose = canonical_to_hf(name)
+        hf_name, transpose = to_hf(name)
         hf[prefix + hf_name] = np.ascontiguousarray(value.T if transpose else value)
     hf[prefix + "embeddings.position_ids"] = np.arange(config.max_sequence_length)[None]
     save_file(hf, str(folder / "model.safetensors"))
+
+
+def write_hf_folder(folder: Path, tensors: dict[str, np.ndarray], config: EncoderConfig,
+                    vocab: list[str], prefix: str = "") -> Path:
+    write_safetensors(folder, tensors, config, canonical_to_hf, prefix)
     (folder / "config.json").write_text(json.dumps({**bert_json(config), "model_type": "bert"}))
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return folder

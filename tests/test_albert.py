@@ -15,7 +15,6 @@ from albert_writers import (canonical_from_albert, sst2_lines, train_sentencepie
                             write_google_albert)
 from conftest import TINY, random_inputs
 from power_bert_tf.config import EncoderConfig, RunConfig
-from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.albert import AlbertEncoder
 from power_bert_tf.model.classifier import BertClassifier
@@ -23,7 +22,7 @@ from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.model.factory import build_encoder
 from power_bert_tf.model.transfer import transfer_weights
 from power_bert_tf.training import phases
-from tiny_task import sentence, write_tiny_model, write_tiny_task
+from tiny_task import sentence, tiny_run_config, write_tiny_model, write_tiny_task
 
 ROOT = Path(__file__).parents[1]
 ALBERT = {**TINY, "embedding_size": 16}
@@ -158,13 +157,9 @@ def tiny_albert(tmp_path_factory):
 
 
 def make_config(tiny, output_dir, **overrides) -> RunConfig:
-    custom = CustomTaskSpec(train_file=tiny["train"], dev_file=tiny["dev"], text_a_column="text",
-                            label_column="label", labels=("neg", "pos"))
-    options = dict(task="custom", phase="all", output_dir=str(output_dir), model=tiny["model"],
-                   model_type="albert", max_seq_length=16, batch_size=8, eval_batch_size=8,
-                   learning_rate=5e-3, soft_extract_learning_rate=5e-2, mass_lambda=1e-2,
-                   finetune_epochs=1, search_epochs=1, retrain_epochs=1, custom=custom)
-    return RunConfig(**{**options, **overrides})
+    options = dict(model_type="albert", finetune_epochs=1, search_epochs=1, retrain_epochs=1)
+    return tiny_run_config(tiny["model"], tiny["train"], tiny["dev"], output_dir,
+                           **{**options, **overrides})
 
 
 def test_search_retrain_evaluate_predict_and_export(tiny_albert, tmp_path):

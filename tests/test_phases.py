@@ -10,7 +10,7 @@ from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.training import phases
 from power_bert_tf.training.checkpoints import TrainingState
-from tiny_task import sentence, write_tiny_model, write_tiny_task
+from tiny_task import sentence, tiny_run_config, write_tiny_model, write_tiny_task
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +22,7 @@ def tiny(tmp_path_factory):
 
 
 def make_config(tiny, output_dir, **overrides) -> RunConfig:
-    custom = CustomTaskSpec(train_file=tiny["train"], dev_file=tiny["dev"], text_a_column="text",
-                            label_column="label", labels=("neg", "pos"))
-    options = dict(task="custom", phase="all", output_dir=str(output_dir), model=tiny["model"],
-                   max_seq_length=16, batch_size=8, eval_batch_size=8, learning_rate=5e-3,
-                   soft_extract_learning_rate=5e-2, mass_lambda=1e-2, finetune_epochs=2,
-                   search_epochs=2, retrain_epochs=2, custom=custom)
-    options.update(overrides)
-    return RunConfig(**options)
-
+    return tiny_run_config(tiny["model"], tiny["train"], tiny["dev"], output_dir, **overrides)
 
 def read(path):
     return json.loads(path.read_text())

@@ -3,22 +3,17 @@ import pytest
 import tensorflow as tf
 
 from power_bert_tf.config import RunConfig
-from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.serving.phase import export
 from power_bert_tf.training import phases
-from tiny_task import write_tiny_model, write_tiny_task
+from tiny_task import tiny_run_config, write_tiny_model, write_tiny_task
 
 
 def make_config(root, **overrides) -> RunConfig:
-    custom = CustomTaskSpec(train_file=str(root / "data" / "train.tsv"),
-                            dev_file=str(root / "data" / "dev.tsv"), text_a_column="text",
-                            label_column="label", labels=("neg", "pos"))
-    options = dict(task="custom", phase="retrain", output_dir=str(root / "out"),
-                   model=str(root / "model"), max_seq_length=16, batch_size=8,
-                   eval_batch_size=8, learning_rate=5e-3, finetune_epochs=1, retrain_epochs=1,
-                   retention_config="8,6,4", custom=custom)
-    return RunConfig(**{**options, **overrides})
+    options = dict(phase="retrain", finetune_epochs=1, retrain_epochs=1,
+                   retention_config="8,6,4")
+    return tiny_run_config(root / "model", root / "data" / "train.tsv", root / "data" / "dev.tsv",
+                           root / "out", **{**options, **overrides})
 
 
 @pytest.fixture(scope="module")

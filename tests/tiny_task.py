@@ -53,3 +53,19 @@ def write_tiny_task(folder: Path, train: int = 48, dev: int = 16, seed: int = 0,
                 writer.writerow([sentence(rng, label), ["neg", "pos"][label]])
         paths.append(path)
     return paths[0], paths[1]
+
+
+def tiny_run_config(model: str | Path, train: str | Path, dev: str | Path,
+                    output_dir: str | Path, /, **overrides):
+    """A `RunConfig` for every phase on the tiny task, in seconds; `overrides` (any
+    `RunConfig` field, `model` too) win."""
+    from power_bert_tf.config import RunConfig
+    from power_bert_tf.data.tasks import CustomTaskSpec
+
+    custom = CustomTaskSpec(train_file=str(train), dev_file=str(dev), text_a_column="text",
+                            label_column="label", labels=("neg", "pos"))
+    options = dict(task="custom", phase="all", output_dir=str(output_dir), model=str(model),
+                   max_seq_length=16, batch_size=8, eval_batch_size=8, learning_rate=5e-3,
+                   soft_extract_learning_rate=5e-2, mass_lambda=1e-2, finetune_epochs=2,
+                   search_epochs=2, retrain_epochs=2, custom=custom)
+    return RunConfig(**{**options, **overrides})
