@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,7 +39,6 @@ flags.DEFINE_integer("max_train_examples", None, "Seeded random training subset.
 flags.DEFINE_integer("max_eval_examples", None, "Seeded random dev subset.")
 flags.DEFINE_integer("max_seq_length", None, "Padded input length N. Default: per task.")
 flags.DEFINE_float("learning_rate", None, "Learning rate. Default: per task.")
-flags.DEFINE_float("soft_extract_learning_rate", None, "Unused; accepted for tradeoff.py.")
 flags.DEFINE_string("model", "embedded", "Pre-trained weights (vocabulary, shape check).")
 flags.DEFINE_string("data_dir", None, "GLUE data root.")
 flags.DEFINE_integer("seed", 42, "Seed of shuffling, dropout and the subsets.")
@@ -69,7 +67,8 @@ def main(argv):
     task = canonical_task_name(FLAGS.task)
     defaults = TASK_DEFAULTS[task]
     config = RunConfig(
-        task=task, phase="finetune", output_dir=tempfile.mkdtemp(), model=FLAGS.model,
+        task=task, phase="finetune", output_dir=str(Path(FLAGS.output).parent),
+        model=FLAGS.model,
         data_dir=FLAGS.data_dir, max_seq_length=FLAGS.max_seq_length or defaults.max_seq_length,
         batch_size=defaults.batch_size, learning_rate=FLAGS.learning_rate or defaults.learning_rate,
         max_train_examples=FLAGS.max_train_examples, max_eval_examples=FLAGS.max_eval_examples,

@@ -64,11 +64,12 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing tradeoff_<task>.json.
 FLAGS = flags.FLAGS
 
 
-def _common_flags() -> list[str]:
+def _common_flags(search: bool = True) -> list[str]:
+    """Flags every run shares; `search=False` leaves out the search's own (r's step)."""
     values = {"epochs": FLAGS.epochs, "max_train_examples": FLAGS.max_train_examples,
               "max_eval_examples": FLAGS.max_eval_examples,
               "max_seq_length": FLAGS.max_seq_length, "learning_rate": FLAGS.learning_rate,
-              "soft_extract_learning_rate": FLAGS.soft_extract_learning_rate,
+              "soft_extract_learning_rate": FLAGS.soft_extract_learning_rate if search else None,
               "model": FLAGS.model, "data_dir": FLAGS.data_dir}
     return [f"--{name}={value}" for name, value in values.items() if value is not None]
 
@@ -128,7 +129,7 @@ def drop_layers(base: Path, keep: int) -> dict:
     command = [sys.executable, str(ROOT / "experiments" / "drop_layers.py"),
                f"--task={FLAGS.task}", f"--keep_layers={keep}",
                f"--finetune_dir={base / FLAGS.task / 'finetune'}", f"--output={result_path}",
-               *_common_flags()]
+               *_common_flags(search=False)]
     point_dir.mkdir(parents=True, exist_ok=True)
     with (point_dir / "log.txt").open("a") as log:
         log.write(f"$ {' '.join(command)}\n")
