@@ -17,6 +17,7 @@ from power_bert_tf.model.transfer import transfer_weights
 from power_bert_tf.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
+from power_bert_tf.serving.xla_cpu import ONEDNN_DOT_FLAGS
 from power_bert_tf.weights.pretrained import PretrainedBert
 
 ROOT = Path(__file__).parents[1]
@@ -176,15 +177,30 @@ def test_padding_measurement_gives_all_four_totals(pretrained):
 
 def test_command_line(tmp_path):
     output = tmp_path / "cli.json"
-    command = [sys.executable, "-m", "power_bert_tf.bench", "--cases=tiny", "--batch_sizes=1",
+    command = [sys.executable, "-m", "power_bert_tf.bench", "--cases=tiny,tiny-albert",
+               "--batch_sizes=1",
                "--modes=graph,xla", "--repeats=2", "--nopadding", f"--output={output}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "speed-up" in result.stdout and f"wrote {output}" in result.stdout
-    assert [row["mode"] for row in json.loads(output.read_text())["rows"]] == ["graph", "xla"]
+    report = json.loads(output.read_text())
+    assert [row["mode"] for row in report["rows"]] == ["graph", "xla"] * 2
+    assert "xla_cpu_use_onednn" not in report["machine"]["xla_flags"]  # off by default
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode == 1 and "Traceback" not in again.stderr
     assert f"error: {output} exists" in again.stderr
+
+
+def test_xla_dots_through_onednn_on_request(tmp_path):
+    output = tmp_path / "onednn.json"
+    command = [sys.executable, "-m", "power_bert_tf.bench", "--cases=tiny", "--batch_sizes=2",
+               "--modes=xla", "--repeats=2", "--nopadding", "--xla_cpu_onednn",
+               f"--output={output}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    machine = json.loads(output.read_text())["machine"]
+    if not machine["gpus"]:
+        assert machine["xla_flags"].split() == list(ONEDNN_DOT_FLAGS)
 
 
 def test_albert_cases_have_the_bert_configurations():

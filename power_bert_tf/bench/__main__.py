@@ -21,6 +21,7 @@ from power_bert_tf.bench.benchmark import (CASES, DEFAULT_CASES, MODES,  # noqa:
                                            BenchConfig, run)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
+from power_bert_tf.serving.xla_cpu import use_onednn_dots  # noqa: E402
 
 _DEFAULTS = BenchConfig()
 
@@ -73,6 +74,11 @@ flags.DEFINE_string("output", None, "JSON output path; the markdown table goes n
                     "experiments/results/bench_<device>_<YYYYmmdd-HHMMSS>.json.")
 flags.DEFINE_string("device", None, "Device label for the JSON and the default file name. "
                     "Default: the GPU's name, else cpu<usable cores>.")
+flags.DEFINE_bool("xla_cpu_onednn", False, "Without a GPU, route XLA's matrix multiplies "
+                  "through oneDNN, as the plain graph's are (power_bert_tf/serving/xla_cpu.py). "
+                  "Experimental in XLA: it closes XLA's gap to the plain graph at BERT-base "
+                  "batch 32, but aborts the process on a layer that keeps 1 word-vector (the "
+                  "minilm CoLA case). The XLA_FLAGS used are in the output.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the random weights and inputs.")
 FLAGS = flags.FLAGS
 
@@ -101,6 +107,8 @@ def _integers(name: str) -> list[int]:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.xla_cpu_onednn and not tf.config.list_physical_devices("GPU"):
+        use_onednn_dots()
     tf.get_logger().setLevel("WARNING")  # SavedModel writing logs every asset at INFO
     run(config_from_flags())
 

@@ -677,7 +677,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "gpus": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
                  for gpu in tf.config.list_physical_devices("GPU")],
         "python": platform.python_version(), "tensorflow": tf.__version__,
-        "keras": keras.__version__,
+        "keras": keras.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 
@@ -748,6 +748,7 @@ def render(report: Report, markdown: bool) -> str:
              "", f"{report.created}; {machine['cpu']} ({machine['usable_cpus']} usable CPUs"
              + (f", {', '.join(machine['gpus'])}" if machine["gpus"] else "")
              + f"); TensorFlow {machine['tensorflow']}, Keras {machine['keras']}.",
+             f"XLA_FLAGS: {machine.get('xla_flags') or '(none)'}.",
              f"Peak memory (MiB): {report.memory}.", ""]
     body = [(row.case, str(row.batch_size), row.mode, _spread(row.full), _spread(row.pruned),
              f"{row.speedup:.2f}x", f"{row.word_vector_bound:.2f}x", f"{row.flop_bound:.2f}x",
