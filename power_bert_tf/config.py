@@ -193,6 +193,7 @@ class RunConfig:
     distribution: str = "default"
     tpu: str | None = None
     jit_compile: bool = False
+    dynamic_padding: bool = True
     export_dir: str | None = None  # None: <output_dir>/export
     export_version: int | None = None  # None: 1 + the largest existing version
     custom: CustomTaskSpec | None = None

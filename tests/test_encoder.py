@@ -19,8 +19,11 @@ MODES = {
 def test_ffn_sees_physically_smaller_tensors():
     retention = [9, 5, 2]
     encoder = BertEncoder(**TINY, extract="hard", retention=retention, sequence_length=16)
-    for j, kept in enumerate(retention, start=1):  # static shapes in the graph
-        assert encoder.get_layer(f"layer_{j}_feed_forward").input.shape[1] == kept
+    signature = {name: tf.TensorSpec((None, 16), tf.int32) for name in
+                 ("input_word_ids", "input_mask", "input_type_ids")}
+    traced = tf.function(encoder).get_concrete_function(signature)
+    static = [o.shape[1] for o in traced.structured_outputs["encoder_outputs"]]
+    assert static == retention  # static shapes in a graph traced for length 16
     outputs = encoder(random_inputs(2, 16, lengths=[16, 7]))  # and at run time
     assert [o.shape[1] for o in outputs["encoder_outputs"]] == retention
     assert outputs["padding_mask"].shape == (2, 2)
@@ -59,6 +62,28 @@ def test_padding_amount_does_not_change_the_result():
     short = {name: value[:, :8] for name, value in long.items()}
     np.testing.assert_allclose(encoder(short)["pooled_output"], encoder(long)["pooled_output"],
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_trimmed_padding_gives_the_same_loss_and_gradients(mode):
+    # Dynamic padding (run_glue --dynamic_padding) trains on batches cut to their longest
+    # row: padded positions must be inert in every phase, the mass loss included.
+    encoder = BertEncoder(**TINY, **MODES[mode])
+    full = random_inputs(3, 16, lengths=[7, 5, 2], seed=4)
+    trimmed = {name: value[:, :8] for name, value in full.items()}
+
+    def loss_and_gradients(inputs):
+        with tf.GradientTape() as tape:
+            pooled = encoder(inputs)["pooled_output"]
+            loss = tf.reduce_sum(pooled * tf.range(32, dtype=pooled.dtype)) + sum(encoder.losses)
+        return loss, tape.gradient(loss, encoder.trainable_variables)
+
+    full_loss, full_grads = loss_and_gradients(full)
+    trimmed_loss, trimmed_grads = loss_and_gradients(trimmed)
+    np.testing.assert_allclose(trimmed_loss, full_loss, rtol=1e-5)
+    for variable, a, b in zip(encoder.trainable_variables, trimmed_grads, full_grads):
+        a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)  # embeddings: IndexedSlices
+        np.testing.assert_allclose(a, b, atol=1e-5, err_msg=variable.path)
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

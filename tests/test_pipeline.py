@@ -108,3 +108,21 @@ def test_bad_inputs(tokenizer) -> None:
         make_dataset(numbered(2), tokenizer, batch_size=2, is_pair=True, regression=False)
     with pytest.raises(PowerBertError, match="batch size"):
         make_dataset(numbered(2), tokenizer, batch_size=0, is_pair=False, regression=False)
+    with pytest.raises(PowerBertError, match="trim_to_multiple must be >= 1, got 0"):
+        make_dataset(numbered(2), tokenizer, batch_size=2, is_pair=False, regression=False,
+                     trim_to_multiple=0)
+
+
+@pytest.mark.parametrize("multiple", [1, 4, 16, 64])
+def test_dynamic_padding_trims_each_batch_to_its_longest_row(tokenizer, multiple) -> None:
+    examples = [Example(text, None, 0) for text in TEXTS]
+    full = list(make_dataset(examples, tokenizer, batch_size=2, is_pair=False,
+                             regression=False))
+    trimmed = list(make_dataset(examples, tokenizer, batch_size=2, is_pair=False,
+                                regression=False, trim_to_multiple=multiple))
+    for (padded, _), (cut, _) in zip(full, trimmed, strict=True):
+        longest = int(padded["input_mask"].numpy().sum(axis=1).max())
+        length = min(-(-longest // multiple) * multiple, LENGTH)
+        for key in KEYS:
+            np.testing.assert_array_equal(cut[key].numpy(), padded[key].numpy()[:, :length])
+        assert padded["input_mask"].numpy()[:, length:].sum() == 0  # nothing real cut

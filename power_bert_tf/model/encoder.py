@@ -278,8 +278,10 @@ class BertEncoder(keras.Model):
         max_sequence_length, type_vocabulary_size, dropout, attention_dropout,
         layer_norm_epsilon, activation: the BERT shape (see `EncoderConfig`).
         extract: "none" (plain BERT), "soft" (configuration search) or "hard".
-        sequence_length: N, the static input length; required for "soft" (the
-            length of each r_j), optional otherwise (None = any length).
+        sequence_length: N, the padded input length the model is trained for; required
+            for "soft" (the length of each r_j), optional otherwise. Inputs may be
+            shorter (T <= N, e.g. batches trimmed to their longest row): padded
+            positions are inert, and a layer keeps min(l_j, T) vectors.
         retention: (l_1, ..., l_L) kept vectors per layer, for "hard".
         strategy: "attention" (PoWER-BERT), "head" or "random" (baselines), for "hard".
         mass_lambda: lambda of the search loss; layer j's mass is weighted lambda * j.
@@ -309,7 +311,7 @@ class BertEncoder(keras.Model):
                  include_padded_queries: bool = False, seed: int | None = None, **kwargs):
         check_extract_options(num_layers, max_sequence_length, extract, sequence_length,
                               retention, strategy)
-        inputs = {name: keras.Input(shape=(sequence_length,), dtype="int32", name=name)
+        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
                   for name in ("input_word_ids", "input_mask", "input_type_ids")}
         hidden = self.embed(inputs, vocabulary_size=vocabulary_size, hidden_size=hidden_size,
                             max_sequence_length=max_sequence_length,

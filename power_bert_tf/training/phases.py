@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from power_bert_tf.config import RunConfig
-from power_bert_tf.data.pipeline import count_batches, make_dataset
+from power_bert_tf.data.pipeline import PADDING_MULTIPLE, count_batches, make_dataset
 from power_bert_tf.data.tasks import Example, Task, get_task
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
@@ -69,13 +69,17 @@ class Context:
             self._examples[split] = examples
         return self._examples[split]
 
-    def dataset(self, split: str, *, training: bool = False, epoch: int = 0) -> tf.data.Dataset:
+    def dataset(self, split: str, *, training: bool = False, epoch: int = 0,
+                full_length: bool = False) -> tf.data.Dataset:
+        """Batches of `split`; padded to --max_seq_length when `full_length` or without
+        --dynamic_padding, else to each batch's longest sequence."""
         config = self.config
+        trim = None if full_length or not config.dynamic_padding else PADDING_MULTIPLE
         return make_dataset(
             self.examples(split), self.tokenizer,
             batch_size=config.batch_size if training else config.eval_batch_size,
             is_pair=self.task.is_pair, regression=self.task.labels is None,
-            shuffle=training, seed=config.seed + epoch)
+            shuffle=training, seed=config.seed + epoch, trim_to_multiple=trim)
 
 
 def make_context(config: RunConfig) -> Context:
@@ -319,7 +323,7 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
     config = ctx.config
     baseline = _load_phase_model(ctx, "finetune")
     labels = np.array([example.label for example in ctx.examples("dev")])
-    batches = [features for features, _ in ctx.dataset("dev")]
+    batches = [features for features, _ in ctx.dataset("dev", full_length=True)]
     results = {}
     for name, model in (("baseline", baseline), ("power_bert", power)):
         outputs = np.concatenate([model(batch, training=False).numpy() for batch in batches])
