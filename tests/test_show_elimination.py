@@ -31,5 +31,5 @@ def test_demo_prints_elimination_per_layer():
 def test_demo_user_errors_are_one_line(flags, message):
     result = _run(*flags)
     assert result.returncode == 1
-    assert f"error: " in result.stderr and message in result.stderr
+    assert "error: " in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
