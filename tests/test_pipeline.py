@@ -113,7 +113,7 @@ def test_bad_inputs(tokenizer) -> None:
                      trim_to_multiple=0)
 
 
-@pytest.mark.parametrize("multiple", [1, 4, 16, 64])
+@pytest.mark.parametrize("multiple", [4, 64])  # rounding up; capped at N
 def test_dynamic_padding_trims_each_batch_to_its_longest_row(tokenizer, multiple) -> None:
     examples = [Example(text, None, 0) for text in TEXTS]
     full = list(make_dataset(examples, tokenizer, batch_size=2, is_pair=False,
