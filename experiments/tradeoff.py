@@ -174,11 +174,18 @@ def main(argv):
     root = Path(FLAGS.output_dir) / FLAGS.task
     base = Path(FLAGS.base_dir) if FLAGS.base_dir else root / "base"
     run_glue(base, "finetune")
-    points = []
+    points, collapsed = [], []
     for value in FLAGS.lambdas:
         attention = root / f"lambda_{value}"
         share_finetune(base, attention)
-        run_glue(attention, "search", f"--lambda={value}")
+        try:
+            run_glue(attention, "search", f"--lambda={value}")
+        except PowerBertError as error:
+            if "collapsed" not in str(error):
+                raise
+            print(f"lambda={value}: the search collapsed (every r at 0), no point", flush=True)
+            collapsed.append(value)
+            continue
         run_glue(attention, "retrain")
         run_glue(attention, "evaluate")
         summary = evaluation(attention)
@@ -202,7 +209,7 @@ def main(argv):
     results.write_text(json.dumps({
         "task": FLAGS.task, "command": " ".join(["python", *sys.argv]),
         "wall_seconds_this_call": round(time.time() - started, 1), "flags": _common_flags(),
-        "points": points}, indent=2) + "\n")
+        "points": points, "collapsed_lambdas": collapsed}, indent=2) + "\n")
     print(f"wrote {results} and {png}")
 
 
