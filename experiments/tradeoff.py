@@ -49,6 +49,8 @@ flags.DEFINE_list("keep_layers", ["1", "2", "3", "4", "5"], "Layer-dropping poin
                   "bottom layers to keep.")
 flags.DEFINE_integer("epochs", 1, "Epochs of every training phase (fine-tune, search, "
                      "retrain, layer-dropping re-fine-tune).")
+flags.DEFINE_integer("base_epochs", None, "Epochs of the baseline fine-tune (the points then "
+                     "train --epochs from it). Default: --epochs.")
 flags.DEFINE_integer("max_train_examples", None, "Seeded random training subset.")
 flags.DEFINE_integer("max_eval_examples", None, "Seeded random dev subset.")
 flags.DEFINE_integer("max_seq_length", None, "Padded input length N. Default: per task.")
@@ -173,7 +175,7 @@ def main(argv):
     started = time.time()
     root = Path(FLAGS.output_dir) / FLAGS.task
     base = Path(FLAGS.base_dir) if FLAGS.base_dir else root / "base"
-    run_glue(base, "finetune")
+    run_glue(base, "finetune", f"--epochs={FLAGS.base_epochs or FLAGS.epochs}")
     points, collapsed = [], []
     for value in FLAGS.lambdas:
         attention = root / f"lambda_{value}"
