@@ -41,7 +41,7 @@ TASKS = ("CoLA", "RTE", "QQP", "MRPC", "SST-2", "MNLI-m", "MNLI-mm", "QNLI", "ST
 # run_glue.py flags of the committed runs; search_epochs=5 is the top of the paper's
 # 3-5 range, since r moves about LR_SOFT_EXTRACT per step (STS-B ran with 3).
 FULL_FLAGS = ("--search_epochs=5",)
-# SST-2 (67k examples, about 20 minutes an epoch on 2 CPU cores) gets 5 epochs in all so
+# SST-2 (67k examples, about 15 minutes an epoch on 2 CPU cores) gets 5 epochs in all so
 # that it finishes in one session: 2 fine-tune, 1 search, 2 retrain. The one search epoch
 # has 5 times the paper's r step, so that r can move as far as in the 5-epoch searches.
 TASK_FLAGS = {"SST-2": ("--finetune_epochs=2", "--search_epochs=1", "--retrain_epochs=2",

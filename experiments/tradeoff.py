@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
+from power_bert_tf.training.phases import RETENTION_FILE, search_collapsed  # noqa: E402
 
 flags.DEFINE_string("task", "SST-2", "GLUE task.")
 flags.DEFINE_list("lambdas", ["1e-4", "3e-4", "1e-3", "3e-3"], "Mass-loss weights of the "
@@ -105,6 +106,13 @@ def share_finetune(base: Path, point_dir: Path) -> None:
     if not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to((base / FLAGS.task / "finetune").resolve(), target_is_directory=True)
+
+
+def collapsed_search(point_dir: Path) -> bool:
+    """Whether the point's finished search drove every r to 0 (read from its retention
+    file, so that a resumed sweep skips the point too)."""
+    path = point_dir / FLAGS.task / "search" / RETENTION_FILE
+    return path.is_file() and search_collapsed(json.loads(path.read_text())["masses"])
 
 
 def evaluation(point_dir: Path) -> dict:
@@ -182,9 +190,10 @@ def main(argv):
         share_finetune(base, attention)
         try:
             run_glue(attention, "search", f"--lambda={value}")
-        except PowerBertError as error:
-            if "collapsed" not in str(error):
+        except PowerBertError:
+            if not collapsed_search(attention):
                 raise
+        if collapsed_search(attention):
             print(f"lambda={value}: the search collapsed (every r at 0), no point", flush=True)
             collapsed.append(value)
             continue

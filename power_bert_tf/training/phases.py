@@ -248,8 +248,14 @@ def search(ctx: Context) -> dict:
     return {"dev": last, **result}
 
 
+def search_collapsed(masses: list[float]) -> bool:
+    """True when every mass(j) < 1, so every layer would keep only [CLS] (the trap of a
+    too large lambda or r step)."""
+    return all(mass < 1.0 for mass in masses)
+
+
 def _check_not_collapsed(masses: list[float], config: RunConfig, path: Path) -> None:
-    if all(mass < 1.0 for mass in masses):
+    if search_collapsed(masses):
         raise PowerBertError(
             f"{path}: the search collapsed, every mass(j) < 1 ({max(masses):.3f} at most), so "
             f"every layer would keep only [CLS]; rerun --phase=search --overwrite with a "
