@@ -28,7 +28,8 @@ from power_bert_tf.model.classifier import BertClassifier  # noqa: E402
 from power_bert_tf.training.checkpoints import MODEL_FILE, load_model  # noqa: E402
 from power_bert_tf.training.metrics import compute_metrics  # noqa: E402
 from power_bert_tf.training.optimization import adam  # noqa: E402
-from power_bert_tf.training.phases import make_context, time_inference  # noqa: E402
+from power_bert_tf.serving.timing import paired_speedup  # noqa: E402
+from power_bert_tf.training.phases import make_context, time_models  # noqa: E402
 
 flags.DEFINE_string("task", None, "GLUE task.")
 flags.DEFINE_integer("keep_layers", None, "How many bottom encoder layers to keep.")
@@ -87,12 +88,14 @@ def main(argv):
     labels = np.array([example.label for example in ctx.examples("dev")])
     batches = [features for features, _ in ctx.dataset("dev", full_length=True)]
     metric = ctx.task.metric
+    models = {"baseline": baseline, "cut": model}
+    timings = time_models(models, batches, config.timing_repeats)
     measured = {}
-    for name, candidate in (("baseline", baseline), ("cut", model)):
+    for name, candidate in models.items():
         outputs = np.concatenate([candidate(b, training=False).numpy() for b in batches])
         measured[name] = (compute_metrics(ctx.task, labels, outputs)[metric],
-                          time_inference(candidate, batches))
-    speedup = measured["baseline"][1] / measured["cut"][1]
+                          timings[name].median)
+    speedup = paired_speedup(timings["baseline"], timings["cut"])["median"]
     point = {"kind": "drop top layers", "label": f"{FLAGS.keep_layers} layers", "metric": metric,
              "dev": measured["cut"][0], "baseline_dev": measured["baseline"][0],
              "relative_time": round(1 / speedup, 4), "speedup": round(speedup, 3),

@@ -193,6 +193,7 @@ class RunConfig:
     distribution: str = "default"
     tpu: str | None = None
     jit_compile: bool = False
+    timing_repeats: int = 5
     dynamic_padding: bool = True
     export_dir: str | None = None  # None: <output_dir>/export
     export_version: int | None = None  # None: 1 + the largest existing version
@@ -210,7 +211,7 @@ class RunConfig:
         if self.distribution not in DISTRIBUTIONS:
             raise PowerBertError(f"--strategy={self.distribution!r} is not one of "
                                  f"{', '.join(DISTRIBUTIONS)}")
-        for name in ("max_seq_length", "batch_size", "eval_batch_size"):
+        for name in ("max_seq_length", "batch_size", "eval_batch_size", "timing_repeats"):
             if getattr(self, name) < 1:
                 raise PowerBertError(f"--{name} must be >= 1, got {getattr(self, name)}")
         for name in ("finetune_epochs", "search_epochs", "retrain_epochs"):

@@ -29,6 +29,7 @@ from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.factory import build_encoder
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
 from power_bert_tf.serving.phase import export
+from power_bert_tf.serving.timing import Timing, compiled_pass, paired_speedup, time_interleaved
 from power_bert_tf.training.checkpoints import (MODEL_FILE, RUN_FILE, load_model,
                                                 prepare_phase_dir, save_model_atomic,
                                                 write_json_atomic)
@@ -312,38 +313,40 @@ def retrain(ctx: Context) -> dict:
     return {"dev": best, **result}
 
 
-def time_inference(model: keras.Model, batches: list[dict]) -> float:
-    """Seconds for one XLA-compiled pass over `batches` (compilation excluded)."""
-    predict = tf.function(lambda x: model(x, training=False), jit_compile=True)
-    for batch in {int(b["input_word_ids"].shape[0]): b for b in batches}.values():
-        predict(batch)  # compile each batch shape once
-    start = time.perf_counter()
-    for batch in batches:
-        predict(batch).numpy()
-    return time.perf_counter() - start
+def time_models(models: dict[str, keras.Model], batches: list[dict],
+                repeats: int) -> dict[str, Timing]:
+    """XLA-compiled passes over `batches`, interleaved, `repeats` timed rounds after one
+    warm-up round (compilation excluded)."""
+    return time_interleaved({name: compiled_pass(model, batches)
+                             for name, model in models.items()}, repeats=repeats)
 
 
 def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
     """Dev metric of `power` beside the fine-tuned baseline's, and the measured
-    inference speed-up over it (same dev data, batch size and process)."""
+    inference speed-up over it (same dev data, batch size and process; passes
+    interleaved, the median of the per-round ratios)."""
     config = ctx.config
     baseline = _load_phase_model(ctx, "finetune")
     labels = np.array([example.label for example in ctx.examples("dev")])
     batches = [features for features, _ in ctx.dataset("dev", full_length=True)]
+    models = {"baseline": baseline, "power_bert": power}
+    timings = time_models(models, batches, config.timing_repeats)
     results = {}
-    for name, model in (("baseline", baseline), ("power_bert", power)):
+    for name, model in models.items():
         outputs = np.concatenate([model(batch, training=False).numpy() for batch in batches])
-        seconds = time_inference(model, batches)
+        seconds = timings[name].median
         results[name] = {"dev": compute_metrics(ctx.task, labels, outputs),
                          "seconds": round(seconds, 3),
-                         "ms_per_batch": round(1000 * seconds / len(batches), 2)}
+                         "ms_per_batch": round(1000 * seconds / len(batches), 2),
+                         "timing": timings[name].to_dict()}
+    speedup = paired_speedup(timings["baseline"], timings["power_bert"])
     retention = RetentionConfig(tuple(power.encoder.retention), config.max_seq_length)
     metric = ctx.task.metric
     summary = {
         "metric": metric, "baseline": results["baseline"], "power_bert": results["power_bert"],
         "metric_change": round(results["power_bert"]["dev"][metric]
                                - results["baseline"]["dev"][metric], 4),
-        "speedup": round(results["baseline"]["seconds"] / results["power_bert"]["seconds"], 3),
+        "speedup": speedup["median"], "speedup_spread": speedup,
         "retention": list(retention.kept),
         "word_vector_bound": round(retention.word_vector_bound, 3),
         "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3),
@@ -374,7 +377,9 @@ def format_summary(task: str, s: dict) -> str:
     lines = [f"{task}: {s['dev_examples']} dev examples, batch {s['eval_batch_size']}"]
     lines += [f"  {a:<18} {b:>12} {c:>10}" for a, b, c in rows]
     lines.append(f"  retention {','.join(map(str, s['retention']))}: measured speed-up "
-                 f"{s['speedup']:.2f}x (word-vector bound {s['word_vector_bound']:.2f}x, "
+                 f"{s['speedup']:.2f}x [{s['speedup_spread']['min']:.2f}-"
+                 f"{s['speedup_spread']['max']:.2f}] over {s['speedup_spread']['rounds']} "
+                 f"interleaved passes (word-vector bound {s['word_vector_bound']:.2f}x, "
                  f"FLOP bound {s['flop_bound']:.2f}x), metric change {s['metric_change']:+.4f}")
     return "\n".join(lines)
 
