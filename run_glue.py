@@ -50,6 +50,12 @@ flags.DEFINE_float("soft_extract_learning_rate", None, "LR_SOFT_EXTRACT: learnin
                    "retention parameters r in the search. Default: per task.")
 flags.DEFINE_float("lambda", None, "Weight of the mass loss lambda * sum_j j * mass(j) in the "
                    "search. Default: per task.")
+flags.DEFINE_float("target_speedup", None, "Speed-up on demand: steer the search so that the "
+                   "retention configuration it ends with has this FLOP-bound speed-up (within "
+                   "a few percent), whatever the task's lengths, steps or learning rates; "
+                   "exclusive with --lambda (see docs/method.md).")
+flags.DEFINE_float("target_ramp", 0.5, "--target_speedup: fraction of the search steps over "
+                   "which the required speed-up rises from 1x to the target (then held).")
 flags.DEFINE_integer("epochs", None, "Epochs of every training phase (overrides the three "
                      "below).")
 flags.DEFINE_integer("finetune_epochs", 3, "Epochs of the fine-tune phase (best dev kept).")
@@ -133,7 +139,9 @@ def config_from_flags() -> RunConfig:
         learning_rate=pick("learning_rate", defaults.learning_rate),
         soft_extract_learning_rate=pick("soft_extract_learning_rate",
                                         defaults.soft_extract_learning_rate),
-        mass_lambda=pick("lambda", defaults.mass_lambda),
+        mass_lambda=(FLAGS["lambda"].value if FLAGS.target_speedup is not None
+                     else pick("lambda", defaults.mass_lambda)),
+        target_speedup=FLAGS.target_speedup, target_ramp=FLAGS.target_ramp,
         finetune_epochs=epochs or FLAGS.finetune_epochs,
         search_epochs=epochs or FLAGS.search_epochs,
         retrain_epochs=epochs or FLAGS.retrain_epochs,

@@ -176,7 +176,9 @@ class RunConfig:
     eval_batch_size: int = 64
     learning_rate: float = 3e-5
     soft_extract_learning_rate: float = 1e-3
-    mass_lambda: float = 1e-3
+    mass_lambda: float | None = None  # None: the task's default, unless target_speedup
+    target_speedup: float | None = None  # steer the search to this FLOP bound instead
+    target_ramp: float = 0.5  # fraction of the search over which the budget tightens
     finetune_epochs: int = 3
     search_epochs: int = 3
     retrain_epochs: int = 3
@@ -220,8 +222,19 @@ class RunConfig:
         for name in ("learning_rate", "soft_extract_learning_rate"):
             if getattr(self, name) <= 0:
                 raise PowerBertError(f"--{name} must be > 0, got {getattr(self, name)}")
-        if self.mass_lambda < 0:
+        if self.target_speedup is not None:
+            if self.mass_lambda is not None:
+                raise PowerBertError("--target_speedup and --lambda are exclusive: the target "
+                                     "sets how far the search prunes; drop one of them")
+            if self.target_speedup <= 1:
+                raise PowerBertError(f"--target_speedup must be > 1, got {self.target_speedup:g}")
+        elif self.mass_lambda is None:
+            defaults = TASK_DEFAULTS.get(self.task, TASK_DEFAULTS["custom"])
+            object.__setattr__(self, "mass_lambda", defaults.mass_lambda)
+        if self.mass_lambda is not None and self.mass_lambda < 0:
             raise PowerBertError(f"--lambda must be >= 0, got {self.mass_lambda}")
+        if not 0 < self.target_ramp <= 1:
+            raise PowerBertError(f"--target_ramp must be in (0, 1], got {self.target_ramp}")
         if not 0 <= self.warmup_proportion < 1:
             raise PowerBertError(f"--warmup_proportion must be in [0, 1), got "
                                  f"{self.warmup_proportion}")

@@ -74,6 +74,22 @@ class RetentionConfig:
                 f"retention configuration {text!r} is not a comma-separated list of integers") from None
         return cls(kept, sequence_length)
 
+    def to_dict(self) -> dict:
+        """{"retention": [l_1, ..., l_L], "sequence_length": N}, as saved in retention.json."""
+        return {"retention": list(self.kept), "sequence_length": self.sequence_length}
+
+    @classmethod
+    def from_dict(cls, saved: dict, source: str) -> "RetentionConfig":
+        """Reads `to_dict`'s keys back; `source` names the file in errors."""
+        try:
+            kept, length = saved["retention"], saved["sequence_length"]
+        except KeyError as missing:
+            raise PowerBertError(f"{source}: missing key {missing.args[0]!r}") from None
+        try:
+            return cls(tuple(kept), length)
+        except PowerBertError as error:
+            raise PowerBertError(f"{source}: {error}") from None
+
     def check_layers(self, num_layers: int) -> None:
         if len(self.kept) != num_layers:
             raise PowerBertError(

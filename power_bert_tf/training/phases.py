@@ -37,12 +37,14 @@ from power_bert_tf.training.distribution import make_strategy
 from power_bert_tf.training.metrics import compute_metrics
 from power_bert_tf.model.transfer import is_retention_variable, transfer_weights
 from power_bert_tf.training.optimization import adam
+from power_bert_tf.training.speedup_target import SpeedupController, check_reachable
 from power_bert_tf.training.trainer import EpochLog, OptimizerGroup, Trainer
 from power_bert_tf.weights import PretrainedBert, load_pretrained
 
 SHAPE_FIELDS = ("vocabulary_size", "num_layers", "hidden_size", "num_heads", "intermediate_size",
                 "embedding_size", "num_hidden_groups")
 RETENTION_FILE = "retention.json"
+TRAJECTORY_FILE = "controller.json"
 HISTORY_FILE = "history.json"
 
 
@@ -150,7 +152,8 @@ def _dev_evaluator(ctx: Context, trainer: Trainer) -> Callable[[], dict[str, flo
 
 
 def _train(ctx: Context, phase: str, model: BertClassifier, groups: list[OptimizerGroup],
-           epochs: int, keep_best: bool, on_epoch: Callable[[EpochLog], dict] | None = None):
+           epochs: int, keep_best: bool, on_epoch: Callable[[EpochLog], dict] | None = None,
+           after_step: Callable[[int], dict[str, float]] | None = None):
     """Trains and records one phase; returns (history, best dev metrics)."""
     config, phase_dir = ctx.config, ctx.task_dir / phase
     metric = ctx.task.metric
@@ -176,7 +179,8 @@ def _train(ctx: Context, phase: str, model: BertClassifier, groups: list[Optimiz
     trainer.fit(lambda epoch: ctx.dataset("train", training=True, epoch=epoch),
                 count_batches(len(ctx.examples("train")), config.batch_size, False), epochs,
                 _dev_evaluator(ctx, trainer), metric, phase_dir / "state", on_epoch_end,
-                config.resume, masses=masses, log_dir=phase_dir / "logs", seed=config.seed)
+                config.resume, masses=masses, log_dir=phase_dir / "logs", seed=config.seed,
+                after_step=after_step)
     best = (max(history, key=lambda h: h["dev"][metric]) if keep_best else history[-1])["dev"]
     return history, best
 
@@ -208,17 +212,38 @@ def finetune(ctx: Context) -> dict:
 
 def _read_out(ctx: Context, masses: list[float]) -> dict:
     retention = RetentionConfig.from_masses(masses, ctx.config.max_seq_length)
-    return {"masses": [round(m, 4) for m in masses], "retention": list(retention.kept),
+    return {"masses": [round(m, 4) for m in masses], **retention.to_dict(),
             "total": retention.total, "word_vector_bound": round(retention.word_vector_bound, 3),
             "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3)}
 
 
+def _controller(ctx: Context, model: BertClassifier, steps: int) -> SpeedupController | None:
+    """The speed-up controller of a --target_speedup search (None with --lambda); on
+    --resume it takes back the trajectory of the epochs already done."""
+    config = ctx.config
+    if config.target_speedup is None:
+        return None
+    controller = SpeedupController(
+        ctx.pretrained.config, [layer.retention for layer in model.encoder.soft_extract_layers()],
+        config.max_seq_length, config.target_speedup, steps, config.target_ramp)
+    history = _read_history(ctx.task_dir / "search" / HISTORY_FILE) if config.resume else []
+    if history:
+        controller.restore_trajectory(_read_trajectory(ctx), history[-1]["controller"]["step"])
+    return controller
+
+
+def _read_trajectory(ctx: Context) -> list[dict]:
+    path = ctx.task_dir / "search" / TRAJECTORY_FILE
+    return json.loads(path.read_text())["trajectory"] if path.is_file() else []
+
+
 def search(ctx: Context) -> dict:
-    """Phase 2: Soft-Extract on the fine-tuned model, trained with the mass loss."""
+    """Phase 2: Soft-Extract on the fine-tuned model, trained with the mass loss
+    (--lambda) or projected onto a speed-up budget (--target_speedup)."""
     config, started, phase_dir = ctx.config, time.time(), ctx.task_dir / "search"
     source = _load_phase_model(ctx, "finetune")
     prepare_phase_dir(phase_dir, resume=config.resume, overwrite=config.overwrite)
-    model = _build(ctx, extract="soft", mass_lambda=config.mass_lambda,
+    model = _build(ctx, extract="soft", mass_lambda=config.mass_lambda or 0.0,
                    include_padded_queries=config.include_padded_queries)
     transfer_weights(source, model, str(ctx.task_dir / "finetune" / MODEL_FILE))
     steps = _total_steps(ctx, config.search_epochs)
@@ -230,22 +255,41 @@ def search(ctx: Context) -> dict:
                                 config.warmup_proportion, "adam_retention"),
                            is_retention_variable),
         ]
+    controller = _controller(ctx, model, steps)
 
     def read_out(log: EpochLog) -> dict:
         out = _read_out(ctx, log.masses)
         print("  mass(j): " + ", ".join(f"{m:.2f}" for m in out["masses"]))
         print(f"  retention configuration {','.join(map(str, out['retention']))} "
               f"(sum {out['total']} of {config.max_seq_length * len(out['retention'])}), "
-              f"word-vector bound {out['word_vector_bound']:.2f}x")
+              f"word-vector bound {out['word_vector_bound']:.2f}x, FLOP bound "
+              f"{out['flop_bound']:.2f}x" + (f" (target {config.target_speedup:g}x)"
+                                               if controller else ""))
+        if controller:
+            state = controller.trajectory[-1]
+            print(f"  controller: step {state.step}, budget {state.budget:.2f}x, "
+                  f"shrinkage tau {state.tau:.4g}")
+            out["controller"] = state.to_dict()
+            write_json_atomic(phase_dir / TRAJECTORY_FILE, {
+                "target_speedup": config.target_speedup, "ramp": config.target_ramp,
+                "total_steps": steps,
+                "trajectory": [s.to_dict() for s in controller.trajectory]})
         return out
 
+    def after_step(step: int) -> dict[str, float]:
+        state = controller.after_step(step)
+        return {"budget": state.budget, "flop_bound": state.bound, "tau": state.tau}
+
     history, last = _train(ctx, "search", model, groups, config.search_epochs,
-                           keep_best=False, on_epoch=read_out)
-    result = {**_read_out(ctx, model.encoder.masses()), "sequence_length": config.max_seq_length,
-              "lambda": config.mass_lambda}
+                           keep_best=False, on_epoch=read_out,
+                           after_step=after_step if controller else None)
+    result = {**_read_out(ctx, model.encoder.masses()), "lambda": config.mass_lambda,
+              "target_speedup": config.target_speedup,
+              "origin": "target" if controller else "lambda"}
     write_json_atomic(phase_dir / RETENTION_FILE, result)
     _write_run(phase_dir, ctx, "search", started, dev=last, history=history, **result)
-    _check_not_collapsed(result["masses"], config, phase_dir / RETENTION_FILE)
+    if not controller:
+        _check_not_collapsed(result["masses"], config, phase_dir / RETENTION_FILE)
     return {"dev": last, **result}
 
 
@@ -261,11 +305,13 @@ def _check_not_collapsed(masses: list[float], config: RunConfig, path: Path) -> 
             f"{path}: the search collapsed, every mass(j) < 1 ({max(masses):.3f} at most), so "
             f"every layer would keep only [CLS]; rerun --phase=search --overwrite with a "
             f"smaller --lambda (now {config.mass_lambda:g}) or --soft_extract_learning_rate "
-            f"(now {config.soft_extract_learning_rate:g})")
+            f"(now {config.soft_extract_learning_rate:g}), or ask for a speed-up with "
+            f"--target_speedup")
 
 
 def retention_for_retrain(ctx: Context) -> RetentionConfig:
-    """--retention_config if given, else the search phase's read-out."""
+    """--retention_config if given, else the search phase's read-out (whose N must be
+    --max_seq_length)."""
     config = ctx.config
     if config.retention_config:
         retention = RetentionConfig.parse(config.retention_config, config.max_seq_length)
@@ -275,8 +321,13 @@ def retention_for_retrain(ctx: Context) -> RetentionConfig:
             raise PowerBertError(f"no retention configuration at {path}: run --phase=search "
                                  f"first or pass --retention_config")
         saved = json.loads(path.read_text())
-        _check_not_collapsed(saved["masses"], config, path)
-        retention = RetentionConfig(tuple(saved["retention"]), config.max_seq_length)
+        if saved.get("origin", "lambda") == "lambda":
+            _check_not_collapsed(saved["masses"], config, path)
+        retention = RetentionConfig.from_dict(saved, str(path))
+        if retention.sequence_length != config.max_seq_length:
+            raise PowerBertError(
+                f"{path} is for --max_seq_length={retention.sequence_length} but this run has "
+                f"--max_seq_length={config.max_seq_length}; pass the search's length")
     retention.check_layers(ctx.pretrained.config.num_layers)
     return retention
 
@@ -412,8 +463,11 @@ PHASE_FUNCTIONS = {"finetune": finetune, "search": search, "retrain": retrain,
 
 def run(config: RunConfig) -> dict:
     """Runs `config.phase`; "all" runs fine-tune, search, retrain and evaluate in turn,
-    skipping finished phases when resuming."""
+    skipping finished phases when resuming. An unreachable --target_speedup is an
+    error before any training."""
     ctx = make_context(config)
+    if config.target_speedup is not None and config.phase in ("search", "all"):
+        check_reachable(ctx.pretrained.config, config.max_seq_length, config.target_speedup)
     if config.phase != "all":
         keras.utils.set_random_seed(config.seed)  # head initialisation, subsets, dropout
         return PHASE_FUNCTIONS[config.phase](ctx)

@@ -117,7 +117,8 @@ class Trainer:
             epochs: int, evaluate: Callable[[], dict[str, float]], metric: str,
             state_dir: Path, on_epoch_end: Callable[[EpochLog, bool], None],
             resume: bool, masses: Callable[[], list[float]] | None = None,
-            log_dir: Path | None = None, seed: int = 0) -> list[EpochLog]:
+            log_dir: Path | None = None, seed: int = 0,
+            after_step: Callable[[int], dict[str, float]] | None = None) -> list[EpochLog]:
         """Runs the remaining epochs; returns this call's epoch logs.
 
         Args:
@@ -128,6 +129,9 @@ class Trainer:
             on_epoch_end: called with the log and whether this epoch is the best so far.
             resume: continue from the last completed epoch in `state_dir`.
             masses: per-layer masses to log (search phase).
+            after_step: called with the number of optimiser steps taken after each
+                step (the speed-up controller); the scalars it returns go to
+                TensorBoard under `controller/`.
         """
         state = TrainingState(state_dir, self.model, [g.optimizer for g in self.groups])
         if resume and state.restore():
@@ -146,6 +150,13 @@ class Trainer:
             for features, labels in dataset:
                 loss = float(self._train_step(features, labels))
                 total, steps = total + loss, steps + 1
+                if after_step:
+                    step = int(self.groups[0].optimizer.iterations.numpy())
+                    scalars = after_step(step)
+                    if writer:
+                        with writer.as_default(step=step):
+                            for name, value in scalars.items():
+                                tf.summary.scalar(f"controller/{name}", value)
                 progress.update(steps, [("loss", total / steps)])
             dev = evaluate()
             log = EpochLog(epoch, total / max(steps, 1), dev, time.perf_counter() - start,
