@@ -56,8 +56,8 @@ flags.DEFINE_float("target_speedup", None, "Speed-up on demand: steer the search
                    "exclusive with --lambda (see docs/method.md).")
 flags.DEFINE_float("target_ramp", 0.5, "--target_speedup: fraction of the search steps over "
                    "which the required speed-up rises from 1x to the target (then held).")
-flags.DEFINE_integer("epochs", None, "Epochs of every training phase (overrides the three "
-                     "below).")
+flags.DEFINE_integer("epochs", None, "Epochs of every training phase whose own flag below "
+                     "is not given.")
 flags.DEFINE_integer("finetune_epochs", 3, "Epochs of the fine-tune phase (best dev kept).")
 flags.DEFINE_integer("search_epochs", 3, "Epochs of the search phase (last epoch kept).")
 flags.DEFINE_integer("retrain_epochs", 3, "Epochs of the retrain phase (best dev kept).")
@@ -129,7 +129,9 @@ def config_from_flags() -> RunConfig:
         value = FLAGS[flag].value
         return default if value is None else value
 
-    epochs = FLAGS.epochs
+    def phase_epochs(flag: str) -> int:  # a phase's own flag wins over --epochs
+        return FLAGS[flag].value if FLAGS[flag].present or not FLAGS.epochs else FLAGS.epochs
+
     return RunConfig(
         task=task, phase=FLAGS.phase, output_dir=FLAGS.output_dir, model=FLAGS.model,
         model_type=FLAGS.model_type, data_dir=FLAGS.data_dir, data_source=FLAGS.data_source,
@@ -142,9 +144,9 @@ def config_from_flags() -> RunConfig:
         mass_lambda=(FLAGS["lambda"].value if FLAGS.target_speedup is not None
                      else pick("lambda", defaults.mass_lambda)),
         target_speedup=FLAGS.target_speedup, target_ramp=FLAGS.target_ramp,
-        finetune_epochs=epochs or FLAGS.finetune_epochs,
-        search_epochs=epochs or FLAGS.search_epochs,
-        retrain_epochs=epochs or FLAGS.retrain_epochs,
+        finetune_epochs=phase_epochs("finetune_epochs"),
+        search_epochs=phase_epochs("search_epochs"),
+        retrain_epochs=phase_epochs("retrain_epochs"),
         warmup_proportion=FLAGS.warmup_proportion, seed=FLAGS.seed,
         retention_config=FLAGS.retention_config, selection=FLAGS.selection,
         include_padded_queries=FLAGS.include_padded_queries,

@@ -1,81 +1,115 @@
-"""Finished run_glue.py runs -> one JSON per task and the Table 2 markdown.
+"""The Table 2 study's result files -> per-task summaries and the Table 2 markdown.
 
-A task folder (`<output_dir>/<task>/`) is finished when its fine-tune, search,
-retrain and evaluate phases all wrote `run.json`.
+Every finished run of the study is one JSON in `<results_dir>/table2/<task>/`:
+`finetune_lr<lr>_seed<s>.json` (a fine-tune, a point of the learning-rate grid or a
+seed of the chosen one), `power_seed<s>.json` (search to the target, retrain,
+evaluate from that seed's baseline) and `same_budget_seed<s>.json` (the baseline
+fine-tuned for as many more epochs as search and retrain add).
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from experiments.paper_table2 import PAPER_TABLE2
 
-PHASES = ("finetune", "search", "retrain", "evaluate")
+NEAR_MAJORITY = 0.02  # a baseline this close to the constant predictor shows nothing
 
 
-def collect(task_dir: Path) -> dict | None:
-    """The run's summary (metrics, retention, timings, commands), or None if unfinished."""
-    runs = {}
-    for phase in PHASES:
-        path = task_dir / phase / "run.json"
-        if not path.is_file():
+def load(task_dir: Path) -> dict[str, dict]:
+    """File stem -> result, for every finished run of one task."""
+    return {path.stem: json.loads(path.read_text())
+            for path in sorted(task_dir.glob("*.json"))} if task_dir.is_dir() else {}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def choose_learning_rate(runs: dict[str, dict], learning_rates: tuple[float, ...],
+                         seed: int) -> float | None:
+    """The grid point with the best dev metric (best epoch), the smaller rate on a tie;
+    None while a grid point is unfinished."""
+    scores = []
+    for lr in learning_rates:
+        run = runs.get(f"finetune_lr{lr:g}_seed{seed}")
+        if run is None:
             return None
-        runs[phase] = json.loads(path.read_text())
-    evaluate = runs["evaluate"]
+        scores.append((run["best_dev"], -lr))
+    return -max(scores)[1]
+
+
+def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict | None:
+    """Mean +- std over the finished seeds of both columns and of the change, the
+    same-budget control, speed-ups (median per seed) and a verdict; None if no seed
+    has finished."""
+    powers = [runs[f"power_seed{s}"] for s in seeds if f"power_seed{s}" in runs]
+    if not powers:
+        return None
+    metric = powers[0]["metric"]
+    baseline = [p["baseline_dev"] for p in powers]
+    power = [p["power_bert_dev"] for p in powers]
+    budget = [runs[f"same_budget_seed{s}"]["best_dev"] for s in seeds
+              if f"same_budget_seed{s}" in runs]
+    speedups = [p["speedup"] for p in powers]
+    paper = PAPER_TABLE2[task][4] if task in PAPER_TABLE2 else None
+    change = mean_std([b - a for a, b in zip(baseline, power)])
+    majority = powers[0]["majority_dev"]
+    near_majority = mean_std(baseline)[0] - majority < NEAR_MAJORITY
+    if near_majority:
+        verdict = "baseline near the constant predictor: shows nothing about accuracy"
+    else:
+        verdict = "; ".join([
+            "within 1 point" if abs(change[0]) <= 0.01 or change[0] > 0 else
+            f"loses {100 * -change[0]:.1f} points",
+            ("speed-up at or above the paper's" if paper and sorted(speedups)[len(speedups) // 2]
+             >= paper else "speed-up below the paper's")])
     return {
-        "task": evaluate["task"], "model": evaluate["model_source"],
-        "metric": evaluate["metric"],
-        "baseline_dev": evaluate["baseline"]["dev"], "power_bert_dev": evaluate["power_bert"]["dev"],
-        "metric_change": evaluate["metric_change"], "retention": evaluate["retention"],
-        "word_vector_bound": evaluate["word_vector_bound"], "flop_bound": evaluate["flop_bound"],
-        "baseline_ms_per_batch": evaluate["baseline"]["ms_per_batch"],
-        "power_bert_ms_per_batch": evaluate["power_bert"]["ms_per_batch"],
-        "speedup": evaluate["speedup"], "eval_batch_size": evaluate["eval_batch_size"],
-        "dev_examples": evaluate["dev_examples"],
-        "search": {key: runs["search"][key] for key in ("masses", "lambda", "history")},
-        # wall_seconds: the phase's last process (a resumed phase's earlier processes are
-        # not in it); epoch_seconds: every training epoch's time, across resumptions.
-        "phases": {phase: {"command": run.get("command"), "wall_seconds": run["wall_seconds"],
-                           "epoch_seconds": round(sum(h["seconds"] for h in run.get("history", [])), 1),
-                           "dev": run.get("dev")} for phase, run in runs.items()},
-        "total_wall_seconds": round(sum(run["wall_seconds"] for run in runs.values()), 1),
-        "versions": evaluate["versions"],
+        "task": task, "metric": metric, "seeds": [p["seed"] for p in powers],
+        "learning_rate": powers[0]["learning_rate"], "majority_dev": majority,
+        "baseline": mean_std(baseline), "power_bert": mean_std(power), "change": change,
+        "same_budget": mean_std(budget) if budget else None, "same_budget_seeds": len(budget),
+        "retention": powers[0]["retention"], "target": powers[0]["target_speedup"],
+        "flop_bound": powers[0]["flop_bound"], "speedups": speedups,
+        "speedup_spreads": [p["speedup_spread"] for p in powers],
+        "ms_per_batch": (powers[0]["baseline_ms_per_batch"], powers[0]["power_bert_ms_per_batch"]),
+        "paper_speedup": paper, "verdict": verdict,
     }
 
 
-def write_task_json(result: dict, results_dir: Path, overwrite: bool) -> str:
-    """Writes `run_glue_<task>.json`; an existing, different file is kept unless
-    `overwrite`. Returns what happened, for the log."""
-    path = results_dir / f"run_glue_{result['task']}.json"
-    text = json.dumps(result, indent=2) + "\n"
-    if path.exists() and path.read_text() != text and not overwrite:
-        return f"{path} exists with other results, kept (pass --overwrite to replace it)"
-    path.write_text(text)
-    return f"wrote {path}"
+def _pm(value: tuple[float, float] | None, scale: float = 100.0, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{scale * value[0]:{'+' if sign else ''}.1f} ± {scale * value[1]:.1f}"
 
 
 def _paper(task: str) -> str:
     paper = PAPER_TABLE2.get(task)
-    if paper is None:
-        return "- | - | - |"
-    return f"{paper[0]} -> {paper[1]} | {paper[2]} -> {paper[3]} | {paper[4]}x |"
+    return "- | -" if paper is None else f"{paper[0]} -> {paper[1]} | {paper[4]}x"
 
 
-def table2(results: list[dict], missing: dict[str, str] | None = None) -> str:
-    """Markdown: our dev metrics, ms/batch, speed-up and bounds beside the paper's
-    Table 2; `missing` maps tasks without results to the reason (no data, failed)."""
-    lines = ["| task | metric | our BERT | our PoWER-BERT | change | retention "
-             "| ms/batch BERT -> PoWER | measured speed-up | bound (wv / FLOP) "
-             "| paper BERT -> PoWER | paper ms/batch | paper speed-up |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(results, key=lambda r: r["task"]):
-        m = r["metric"]
+def table2(summaries: list[dict], missing: dict[str, str]) -> str:
+    """Markdown: mean +- std over seeds beside the paper's Table 2; `missing` maps tasks
+    without results to the reason."""
+    lines = ["| task | metric | seeds | constant predictor | BERT | PoWER-BERT | change "
+             "| BERT, same budget | retention (first seed) | target / FLOP bound "
+             "| measured speed-up: median [min-max] per seed | paper BERT -> PoWER "
+             "| paper speed-up | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in sorted(summaries, key=lambda s: s["task"]):
+        per_seed = ", ".join(f"{m:.2f}x [{spread['min']:.2f}-{spread['max']:.2f}]"
+                             for m, spread in zip(s["speedups"], s["speedup_spreads"]))
         lines.append(
-            f"| {r['task']} | {m} | {100 * r['baseline_dev'][m]:.1f} | "
-            f"{100 * r['power_bert_dev'][m]:.1f} | {100 * r['metric_change']:+.1f} | "
-            f"{','.join(map(str, r['retention']))} | {r['baseline_ms_per_batch']:.0f} -> "
-            f"{r['power_bert_ms_per_batch']:.0f} | {r['speedup']:.2f}x | "
-            f"{r['word_vector_bound']:.2f}x / {r['flop_bound']:.2f}x | {_paper(r['task'])}")
-    for task, reason in sorted((missing or {}).items()):
-        lines.append(f"| {task} | {reason} | | | | | | | | {_paper(task)}")
+            f"| {s['task']} | {s['metric']} | {len(s['seeds'])} | {100 * s['majority_dev']:.1f} "
+            f"| {_pm(s['baseline'])} | {_pm(s['power_bert'])} | {_pm(s['change'], sign=True)} "
+            f"| {_pm(s['same_budget'])} ({s['same_budget_seeds']}) "
+            f"| {','.join(map(str, s['retention']))} | {s['target']:g}x / {s['flop_bound']:.2f}x "
+            f"| {per_seed} | {_paper(s['task'])} | {s['verdict']} |")
+    for task, reason in sorted(missing.items()):
+        lines.append(f"| {task} | {reason} | | | | | | | | | | {_paper(task)} | |")
     return "\n".join(lines) + "\n"

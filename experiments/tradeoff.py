@@ -4,10 +4,12 @@
     python experiments/tradeoff.py --task=MRPC
 
 One fine-tuned baseline (run_glue.py --phase=finetune, or --base_dir's), then
-- PoWER-BERT (Attn-WS): for each --lambdas value, search, retrain and evaluate;
-- Head-WS and Rand-WS: retrain with each Attn-WS retention configuration, keeping
-  the first l_j positions (Head-WS) or random ones (Rand-WS) instead of the most
-  significant, then evaluate (the paper's ablation: Attn-WS should win);
+- PoWER-BERT (Attn-WS): for each --targets speed-up (--target_speedup) and each
+  --lambdas value, search, retrain and evaluate;
+- Head-WS and Rand-WS: retrain from the same search weights with the same retention
+  configuration, for the same epochs and seed, keeping the first l_j positions
+  (Head-WS) or random ones (Rand-WS) instead of the most significant, then evaluate
+  (the paper's ablation: Attn-WS should win);
 - dropping top layers: the fine-tuned model cut to its first --keep_layers layers,
   re-fine-tuned, then timed the same way (a simple structural baseline).
 Each point's time is its ms/batch over the baseline's, measured in one process on
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,20 +37,25 @@ from absl import app, flags  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from experiments import runner  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 from power_bert_tf.training.phases import RETENTION_FILE, search_collapsed  # noqa: E402
 
 flags.DEFINE_string("task", "SST-2", "GLUE task.")
-flags.DEFINE_list("lambdas", ["1e-4", "3e-4", "1e-3", "3e-3"], "Mass-loss weights of the "
-                  "PoWER-BERT points (one search each).")
+flags.DEFINE_list("targets", ["1.5", "2", "3", "4", "6"], "Speed-ups asked of the search "
+                  "(--target_speedup), one PoWER-BERT point each.")
+flags.DEFINE_list("lambdas", [], "Mass-loss weights of further PoWER-BERT points (one "
+                  "search each, steered by lambda instead of a target).")
 flags.DEFINE_list("selections", ["head", "random"], "Ablation strategies retrained with each "
                   "PoWER-BERT retention configuration.")
 flags.DEFINE_list("keep_layers", ["1", "2", "3", "4", "5"], "Layer-dropping points: how many "
                   "bottom layers to keep.")
 flags.DEFINE_integer("epochs", 1, "Epochs of every training phase (fine-tune, search, "
                      "retrain, layer-dropping re-fine-tune).")
+flags.DEFINE_integer("search_epochs", None, "Epochs of each search. Default: --epochs.")
+flags.DEFINE_integer("seed", 42, "run_glue.py --seed of every run (fine-tune, search, retrain).")
 flags.DEFINE_integer("base_epochs", None, "Epochs of the baseline fine-tune (the points then "
                      "train --epochs from it). Default: --epochs.")
 flags.DEFINE_integer("max_train_examples", None, "Seeded random training subset.")
@@ -63,6 +69,7 @@ flags.DEFINE_string("output_dir", "checkpoints/tradeoff", "Where the runs go.")
 flags.DEFINE_string("base_dir", None, "A run_glue.py --output_dir whose <task>/finetune is the "
                     "baseline to reuse. Default: fine-tune one into <output_dir>/<task>/base.")
 flags.DEFINE_string("results_dir", "experiments/results", "Where tradeoff_<task>.{json,png} go.")
+flags.DEFINE_string("tag", None, "Results go to tradeoff_<task>_<tag>.{json,png} (e.g. a seed).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing tradeoff_<task>.json.")
 FLAGS = flags.FLAGS
 
@@ -73,39 +80,23 @@ def _common_flags(search: bool = True) -> list[str]:
               "max_eval_examples": FLAGS.max_eval_examples,
               "max_seq_length": FLAGS.max_seq_length, "learning_rate": FLAGS.learning_rate,
               "soft_extract_learning_rate": FLAGS.soft_extract_learning_rate if search else None,
-              "model": FLAGS.model, "data_dir": FLAGS.data_dir}
+              "model": FLAGS.model, "data_dir": FLAGS.data_dir, "seed": FLAGS.seed}
     return [f"--{name}={value}" for name, value in values.items() if value is not None]
 
 
 def run_glue(point_dir: Path, phase: str, *extra: str) -> None:
     """One run_glue.py phase into `point_dir` (skipped when finished), logged there."""
-    task_dir = point_dir / FLAGS.task
-    if (task_dir / phase / "run.json").is_file():
-        return
-    command = [sys.executable, "run_glue.py", f"--task={FLAGS.task}", f"--phase={phase}",
-               f"--output_dir={point_dir}", "--resume", *_common_flags(), *extra]
-    if phase == "evaluate":
-        command.remove("--resume")
-    print(f"{point_dir.name}: {phase}", flush=True)
-    point_dir.mkdir(parents=True, exist_ok=True)
-    with (point_dir / "log.txt").open("a") as log:
-        log.write(f"$ {' '.join(command)}\n")
-        log.flush()
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if code:
-        errors = [line for line in (point_dir / "log.txt").read_text().splitlines()
-                  if line.startswith("error: ")]
-        raise PowerBertError(f"{point_dir.name} {phase}: "
-                             + (errors[-1][7:] if errors else f"exit {code}, see log.txt"))
+    runner.run_glue(point_dir, FLAGS.task, phase, [*_common_flags(), *extra],
+                    point_dir / "log.txt")
 
 
-def share_finetune(base: Path, point_dir: Path) -> None:
-    """Points read the one fine-tuned baseline through a symbolic link."""
-    link = point_dir / FLAGS.task / "finetune"
+def share_phase(source: Path, point_dir: Path, phase: str = "finetune") -> None:
+    """A point reads another run's finished phase (the one fine-tuned baseline, or
+    the search an ablation retrains from) through a symbolic link."""
+    link = point_dir / FLAGS.task / phase
     if not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to((base / FLAGS.task / "finetune").resolve(), target_is_directory=True)
+        link.symlink_to((source / FLAGS.task / phase).resolve(), target_is_directory=True)
 
 
 def collapsed_search(point_dir: Path) -> bool:
@@ -125,6 +116,7 @@ def point(kind: str, label: str, summary: dict) -> dict:
             "dev": summary["power_bert"]["dev"][metric],
             "baseline_dev": summary["baseline"]["dev"][metric],
             "relative_time": round(1 / summary["speedup"], 4), "speedup": summary["speedup"],
+            "speedup_spread": summary.get("speedup_spread"),
             "retention": summary.get("retention"), "ms_per_batch": summary["power_bert"]["ms_per_batch"],
             "baseline_ms_per_batch": summary["baseline"]["ms_per_batch"]}
 
@@ -140,13 +132,7 @@ def drop_layers(base: Path, keep: int) -> dict:
                f"--task={FLAGS.task}", f"--keep_layers={keep}",
                f"--finetune_dir={base / FLAGS.task / 'finetune'}", f"--output={result_path}",
                *_common_flags(search=False)]
-    point_dir.mkdir(parents=True, exist_ok=True)
-    with (point_dir / "log.txt").open("a") as log:
-        log.write(f"$ {' '.join(command)}\n")
-        log.flush()
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    if code:
-        raise PowerBertError(f"drop_{keep}: exit {code}, see {point_dir / 'log.txt'}")
+    runner.run_logged(command, point_dir / "log.txt", f"drop_{keep}")
     return json.loads(result_path.read_text())
 
 
@@ -177,7 +163,8 @@ def main(argv):
     unknown = set(FLAGS.selections) - {"head", "random"}
     if unknown:
         raise PowerBertError(f"--selections: unknown {', '.join(sorted(unknown))}; use head, random")
-    results = Path(FLAGS.results_dir) / f"tradeoff_{FLAGS.task}.json"
+    suffix = f"_{FLAGS.tag}" if FLAGS.tag else ""
+    results = Path(FLAGS.results_dir) / f"tradeoff_{FLAGS.task}{suffix}.json"
     if results.exists() and not FLAGS.overwrite:
         raise PowerBertError(f"{results} exists; pass --overwrite to replace it")
     started = time.time()
@@ -185,30 +172,35 @@ def main(argv):
     base = Path(FLAGS.base_dir) if FLAGS.base_dir else root / "base"
     run_glue(base, "finetune", f"--epochs={FLAGS.base_epochs or FLAGS.epochs}")
     points, collapsed = [], []
-    for value in FLAGS.lambdas:
-        attention = root / f"lambda_{value}"
-        share_finetune(base, attention)
+    searches = ([(f"target_{value}", f"target={value}x", f"--target_speedup={value}")
+                 for value in FLAGS.targets]
+                + [(f"lambda_{value}", f"lambda={value}", f"--lambda={value}")
+                   for value in FLAGS.lambdas])
+    search_epochs = f"--search_epochs={FLAGS.search_epochs or FLAGS.epochs}"
+    for name, label, steering in searches:
+        attention = root / name
+        share_phase(base, attention)
         try:
-            run_glue(attention, "search", f"--lambda={value}")
+            run_glue(attention, "search", steering, search_epochs)
         except PowerBertError:
             if not collapsed_search(attention):
                 raise
         if collapsed_search(attention):
-            print(f"lambda={value}: the search collapsed (every r at 0), no point", flush=True)
-            collapsed.append(value)
+            print(f"{label}: the search collapsed (every r at 0), no point", flush=True)
+            collapsed.append(label.split("=", 1)[1])
             continue
         run_glue(attention, "retrain")
         run_glue(attention, "evaluate")
         summary = evaluation(attention)
-        points.append(point("PoWER-BERT (Attn-WS)", f"lambda={value}", summary))
+        points.append(point("PoWER-BERT (Attn-WS)", label, summary))
         for selection in FLAGS.selections:
-            ablation = root / f"lambda_{value}_{selection}"
-            share_finetune(base, ablation)
-            run_glue(ablation, "retrain", f"--selection={selection}",
-                     f"--retention_config={','.join(map(str, summary['retention']))}")
+            ablation = root / f"{name}_{selection}"
+            share_phase(base, ablation)
+            share_phase(attention, ablation, "search")  # the same start weights and counts
+            run_glue(ablation, "retrain", f"--selection={selection}")
             run_glue(ablation, "evaluate")
             kind = {"head": "Head-WS", "random": "Rand-WS"}[selection]
-            points.append(point(kind, f"lambda={value}", evaluation(ablation)))
+            points.append(point(kind, label, evaluation(ablation)))
     for keep in map(int, FLAGS.keep_layers):
         points.append(drop_layers(base, keep))
     for p in points:
@@ -220,7 +212,8 @@ def main(argv):
     results.write_text(json.dumps({
         "task": FLAGS.task, "command": " ".join(["python", *sys.argv]),
         "wall_seconds_this_call": round(time.time() - started, 1), "flags": _common_flags(),
-        "points": points, "collapsed_lambdas": collapsed}, indent=2) + "\n")
+        "git_commit": runner.git_commit(), "seed": FLAGS.seed,
+        "points": points, "collapsed": collapsed}, indent=2) + "\n")
     print(f"wrote {results} and {png}")
 
 

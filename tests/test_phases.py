@@ -49,7 +49,13 @@ def test_all_phases_then_predict(tiny, tmp_path):
     summary = results["evaluate"]
     assert summary["metric"] == "accuracy" and summary["speedup"] > 0
     assert summary["retention"] == search["retention"]
-    assert set(summary["baseline"]) == {"dev", "seconds", "ms_per_batch"}
+    assert set(summary["baseline"]) == {"dev", "seconds", "ms_per_batch", "timing"}
+    for name in ("baseline", "power_bert"):  # 5 interleaved passes each, median reported
+        timing = summary[name]["timing"]
+        assert len(timing["seconds"]) == 5
+        assert summary[name]["seconds"] == pytest.approx(timing["median_seconds"], abs=1e-3)
+    spread = summary["speedup_spread"]
+    assert spread["rounds"] == 5 and spread["min"] <= summary["speedup"] <= spread["max"]
 
     phases.run(make_config(tiny, tmp_path, phase="predict"))
     lines = (task_dir / "predict" / "dev_predictions.tsv").read_text().splitlines()

@@ -52,13 +52,13 @@ def test_collapsed_search_is_recorded_and_the_sweep_goes_on(tmp_path):
         sys.executable, str(ROOT / "experiments" / "tradeoff.py"), "--task=SST-2",
         f"--model={model_dir}", "--max_train_examples=32", "--max_eval_examples=16",
         "--max_seq_length=16", "--learning_rate=1e-3", "--soft_extract_learning_rate=1",
-        "--lambdas=100", "--selections=", "--keep_layers=1",
+        "--targets=", "--lambdas=100", "--selections=", "--keep_layers=1",
         f"--results_dir={tmp_path}", f"--output_dir={tmp_path / 'runs'}"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "lambda=100: the search collapsed" in result.stdout
     saved = json.loads((tmp_path / "tradeoff_SST-2.json").read_text())
-    assert saved["collapsed_lambdas"] == ["100"]
+    assert saved["collapsed"] == ["100"]
     assert [p["kind"] for p in saved["points"]] == ["drop top layers"]
     assert (tmp_path / "tradeoff_SST-2.png").is_file()
 

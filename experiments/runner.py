@@ -1,0 +1,84 @@
+"""What every experiment script shares: running one run_glue.py phase (or another
+script) in a subprocess with its log, and writing result JSON files that record
+their command, git commit and wall time, never replacing other results silently."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from power_bert_tf.errors import PowerBertError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    """The checkout's commit, with "+dirty" when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def run_logged(command: Sequence[str], log: Path, what: str) -> float:
+    """Runs `command` from the repository root, appending its output to `log`;
+    returns its wall seconds. A failure raises PowerBertError with the command's own
+    `error: ` line (or its exit status)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with log.open("a") as file:
+        file.write(f"$ {' '.join(map(str, command))}\n")
+        file.flush()
+        code = subprocess.call(list(map(str, command)), stdout=file, stderr=subprocess.STDOUT,
+                               cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if code:
+        errors = [line for line in log.read_text().splitlines() if line.startswith("error: ")]
+        raise PowerBertError(f"{what}: " + (errors[-1][len("error: "):] if errors
+                                            else f"exit {code}, see {log}"))
+    return time.time() - started
+
+
+def run_glue(output_dir: Path, task: str, phase: str, flags: Sequence[str], log: Path,
+             resume: bool = True) -> float:
+    """One run_glue.py phase into `output_dir`; skipped (0 s) when its run.json exists."""
+    if (output_dir / task / phase / "run.json").is_file():
+        return 0.0
+    command = [sys.executable, "run_glue.py", f"--task={task}", f"--phase={phase}",
+               f"--output_dir={output_dir}", *flags]
+    if resume and phase not in ("evaluate", "predict", "export"):
+        command.append("--resume")
+    print(f"{output_dir}: {phase}", flush=True)
+    return run_logged(command, log, f"{output_dir.name} {phase}")
+
+
+def write_result(path: Path, result: dict, *, started: float, commands: Sequence[str],
+                 overwrite: bool = False) -> None:
+    """Writes `result` with its commands, git commit and wall time, atomically; an
+    existing file with other content is an error unless `overwrite`."""
+    record = {**result, "commands": list(commands), "git_commit": git_commit(),
+              "wall_seconds": round(time.time() - started, 1)}
+    if path.exists() and not overwrite:
+        raise PowerBertError(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def commit_file(path: Path, message: str) -> None:
+    """Commits `path` alone (other staged changes stay staged); retries while another
+    git command holds the index."""
+    for _ in range(10):
+        subprocess.run(["git", "add", str(path)], cwd=ROOT, capture_output=True)
+        done = subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)],
+                              cwd=ROOT, capture_output=True, text=True)
+        if done.returncode == 0 or "nothing" in done.stdout + done.stderr:
+            return
+        time.sleep(3)
+    print(f"warning: could not commit {path}: {done.stderr.strip()}", flush=True)
