@@ -72,7 +72,9 @@ flags.DEFINE_string("retention_config", None, "Kept word-vectors per layer, e.g.
 flags.DEFINE_enum("selection", "attention", SELECTIONS, "Which word-vectors Hard-Extract keeps: "
                   "attention (PoWER-BERT), head (first positions) or random (baselines).")
 flags.DEFINE_bool("include_padded_queries", False, "Count attention paid by padded positions in "
-                  "the significance score, as the IBM reference does.")
+                  "the significance score, as the IBM reference does; every batch is then "
+                  "padded to --max_seq_length (no dynamic padding), as the reference's are, "
+                  "since the scores depend on the amount of padding.")
 flags.DEFINE_integer("max_train_examples", None, "Train on a seeded random subset of this size.")
 flags.DEFINE_integer("max_eval_examples", None, "Evaluate on a seeded random subset of this "
                      "size.")

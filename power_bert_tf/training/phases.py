@@ -74,10 +74,13 @@ class Context:
 
     def dataset(self, split: str, *, training: bool = False, epoch: int = 0,
                 full_length: bool = False) -> tf.data.Dataset:
-        """Batches of `split`; padded to --max_seq_length when `full_length` or without
-        --dynamic_padding, else to each batch's longest sequence."""
+        """Batches of `split`; padded to --max_seq_length when `full_length`, without
+        --dynamic_padding, or with --include_padded_queries (whose scores count the
+        attention padded rows pay, so padding to N is part of the reference's method),
+        else to each batch's longest sequence."""
         config = self.config
-        trim = None if full_length or not config.dynamic_padding else PADDING_MULTIPLE
+        trim = (None if full_length or not config.dynamic_padding
+                or config.include_padded_queries else PADDING_MULTIPLE)
         return make_dataset(
             self.examples(split), self.tokenizer,
             batch_size=config.batch_size if training else config.eval_batch_size,
