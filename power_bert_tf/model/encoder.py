@@ -1,6 +1,6 @@
 """A Keras 3 BERT encoder with an extract slot in every layer.
 
-Encoder layer j on its n_{j-1} input vectors (SPEC "Where the extract layer sits"):
+Encoder layer j on its n_{j-1} input vectors (docs/method.md, "Where elimination happens"):
   1. `SelfAttentionBlock`: multi-head self-attention, Add & LayerNorm;
   2. extract slot: `SignificanceScore` -> `SoftExtract` (search) or `HardExtract`
      (retrain, inference), or nothing (plain BERT);

@@ -1,7 +1,7 @@
 """Bucketed, XLA-compiled inference: one compiled program per padded length bucket.
 
 XLA compiles once per input shape, and Hard-Extract's kept counts min(l_j, T) are
-static only when T is (SPEC "Known traps"). So a batch is trimmed to its longest
+static only when T is (docs/method.md, "Dynamic padding and length buckets"). So a batch is trimmed to its longest
 real length and padded to the smallest of a few fixed lengths, the buckets; each
 bucket has one `tf.function(jit_compile=True)` with a fixed input signature. Padded
 positions score 0 and are masked, and the significance score ignores padded query
