@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sentencepiece
+
 from power_bert_tf.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 
@@ -27,8 +29,6 @@ def read_sentencepiece_vocabulary(folder: Path,
                                   config: EncoderConfig) -> tuple[Path, list[str]]:
     """(path of the folder's one SentencePiece model, its pieces); the piece count must
     equal the embedding rows."""
-    import sentencepiece
-
     candidates = [folder / name for name in SENTENCEPIECE_FILES if (folder / name).is_file()]
     candidates = candidates or sorted(folder.glob("*.model"))
     if len(candidates) != 1:
