@@ -46,7 +46,12 @@ if TYPE_CHECKING:
     from power_bert_tf.model.significance import SignificanceScore
     from power_bert_tf.weights.pretrained import PretrainedBert, load_pretrained
 
-__all__ = sorted(["PowerBertError", *_LAZY])
+__all__ = [
+    "AlbertEncoder", "BertClassifier", "BertEncoder", "BertTokenizer", "EncoderConfig",
+    "HardExtract", "PowerBertError", "PretrainedBert", "RetentionConfig",
+    "SentencePieceTokenizer", "SignificanceScore", "SoftExtract", "flop_bound",
+    "load_pretrained",
+]
 __version__ = "0.1.0"
 
 

@@ -21,7 +21,8 @@ def test_family_builds_its_encoder_and_refuses_another_config():
     encoder = get_family("albert").build_encoder(albert, sequence_length=16)
     assert type(encoder) is FAMILIES["albert"].encoder_class
     assert encoder.embedding_size == 16 and encoder.sequence_length == 16
-    with pytest.raises(PowerBertError, match="bert family cannot build an encoder of model_type 'albert'"):
+    with pytest.raises(PowerBertError,
+                       match="bert family cannot build an encoder of model_type 'albert'"):
         get_family("bert").build_encoder(albert)
 
 

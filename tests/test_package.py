@@ -27,6 +27,10 @@ def test_import_does_not_load_tensorflow():
     assert done.returncode == 0, done.stderr
 
 
+def test_all_lists_every_lazy_name():
+    assert sorted(power_bert_tf.__all__) == sorted(["PowerBertError", *power_bert_tf._LAZY])
+
+
 @pytest.mark.parametrize("name", power_bert_tf.__all__)
 def test_every_public_name_resolves_to_its_definition(name):
     value = getattr(power_bert_tf, name)
