@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the drivers (absl, and the argparse REST client)."""
+"""Command-line plumbing shared by the absl drivers."""
 from __future__ import annotations
 
 import functools
@@ -9,7 +9,7 @@ from power_bert_tf.errors import PowerBertError
 
 
 def exit_on_user_error(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
-    """Wraps a `main(argv)`: a user mistake prints one line and exits 1, no traceback."""
+    """Wraps an absl `main`: a user mistake prints one line and exits 1, no traceback."""
 
     @functools.wraps(main)
     def wrapped(argv: list[str]) -> None:
