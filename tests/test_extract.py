@@ -66,11 +66,16 @@ def test_soft_extract_mass_loss():
     assert float(sum(layer.losses)) == pytest.approx(0.5 * 1.75)
 
 
+def _distinct_scores(rng, n):
+    # Multiples of 1/n: distinct even in bfloat16, so every dtype ranks alike.
+    return np.stack([rng.permutation(n), rng.permutation(n)]).astype("float32") / n
+
+
 def test_soft_extract_contract(tmp_path):
     rng = np.random.default_rng(3)
-    check_layer(lambda: SoftExtract(sequence_length=12, mass_penalty=1e-3),
+    check_layer(lambda **kw: SoftExtract(sequence_length=12, mass_penalty=1e-3, **kw),
                 lambda n: (rng.normal(size=(2, n, 4)).astype("float32"),
-                           rng.random((2, n)).astype("float32")), tmp_path)
+                           _distinct_scores(rng, n)), tmp_path, num_trainable_weights=1)
 
 
 # ---- HardExtract -------------------------------------------------------------
@@ -140,15 +145,16 @@ def test_hard_extract_rejects_bad_arguments():
 @pytest.mark.parametrize("strategy", ["attention", "head"])
 def test_hard_extract_contract(tmp_path, strategy):
     rng = np.random.default_rng(4)
-    check_layer(lambda: HardExtract(retain=6, strategy=strategy),
+    check_layer(lambda **kw: HardExtract(retain=6, strategy=strategy, **kw),
                 lambda n: (rng.normal(size=(2, n, 4)).astype("float32"),
-                           np.ones((2, n), "int32"), rng.random((2, n)).astype("float32")),
-                tmp_path, lengths=(4, 12))
+                           np.ones((2, n), "int32"), _distinct_scores(rng, n)),
+                tmp_path, num_trainable_weights=0, lengths=(4, 12))
 
 
 def test_random_strategy_contract(tmp_path):
     rng = np.random.default_rng(5)
-    check_layer(lambda: HardExtract(retain=6, strategy="random", seed=1),
+    check_layer(lambda **kw: HardExtract(retain=6, strategy="random", seed=1, **kw),
                 lambda n: (rng.normal(size=(2, n, 4)).astype("float32"),
                            np.ones((2, n), "int32")),
-                tmp_path, lengths=(4, 12), deterministic=False)
+                tmp_path, num_trainable_weights=0, num_seed_generators=1, lengths=(4, 12),
+                deterministic=False)

@@ -40,7 +40,8 @@ def test_all_phases_then_predict(tiny, tmp_path):
     search = read(task_dir / "search" / "retention.json")
     assert len(search["masses"]) == 3 and len(search["retention"]) == 3
     assert search["retention"] == sorted(search["retention"], reverse=True)
-    assert all(h["masses"] for h in read(task_dir / "search" / "history.json"))
+    first, second = (h["masses"] for h in read(task_dir / "search" / "history.json"))
+    assert all(16 > a > b for a, b in zip(first, second)), "every mass(j) fell each epoch"
 
     retrained = keras.saving.load_model(task_dir / "retrain" / "model.keras")
     assert retrained.encoder.extract == "hard"
@@ -77,7 +78,10 @@ def test_retention_config_skips_the_search(tiny, tmp_path):
     assert result["retention"] == [8, 6, 4]
     assert result["word_vector_bound"] == pytest.approx(48 / 18, abs=1e-3)
     comparison = result["comparison"]  # printed at the end of --phase=retrain
-    assert comparison["retention"] == [8, 6, 4] and comparison["speedup"] > 0
+    assert comparison["retention"] == [8, 6, 4]
+    ratios = np.divide(comparison["baseline"]["timing"]["seconds"],
+                       comparison["power_bert"]["timing"]["seconds"])
+    assert comparison["speedup"] == pytest.approx(np.median(ratios), rel=2e-2)
     assert set(comparison["baseline"]["dev"]) == {"accuracy"}
 
 
@@ -200,4 +204,6 @@ def test_xla_compiled_training_step(tiny, tmp_path):
     phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
     result = phases.run(make_config(tiny, tmp_path, phase="search", search_epochs=1,
                                     jit_compile=True))
-    assert len(result["masses"]) == 3 and all(0 < m <= 16 for m in result["masses"])
+    # r trains under XLA too: one epoch (8 steps, r step 5e-2 decaying to 0) lowers each
+    # r_j[i] by at most 0.225, so a mass falls from 16 to no less than 12.4.
+    assert len(result["masses"]) == 3 and all(12.3 < m < 14 for m in result["masses"])

@@ -1,6 +1,6 @@
 """A Keras 3 BERT encoder with an extract slot in every layer.
 
-Encoder layer j on its n_{j-1} input vectors (SPEC "Where the extract layer sits"):
+Encoder layer j on its n_{j-1} input vectors (docs/method.md, "Where elimination happens"):
   1. `SelfAttentionBlock`: multi-head self-attention, Add & LayerNorm;
   2. extract slot: `SignificanceScore` -> `SoftExtract` (search) or `HardExtract`
      (retrain, inference), or nothing (plain BERT);
@@ -72,7 +72,8 @@ class BertEmbedding(keras.layers.Layer):
             dtype=self.dtype_policy, name="segment_embeddings")
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
+        self.dropout_layer = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="dropout")
         for layer in (self.word_embeddings, self.position_embeddings, self.segment_embeddings):
             layer.build(None)
         self.layer_norm.build((None, None, self.hidden_size))
@@ -129,7 +130,8 @@ class SelfAttentionBlock(keras.layers.Layer):
             kernel_initializer=_initializer(self.initializer_range),
             dtype=self.dtype_policy, name="multi_head_attention")
         self.attention.build(hidden_shape, hidden_shape)
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
+        self.dropout_layer = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="dropout")
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
         self.layer_norm.build(hidden_shape)
@@ -188,7 +190,8 @@ class FeedForwardBlock(keras.layers.Layer):
             self.hidden_size, kernel_initializer=init, dtype=self.dtype_policy,
             name="output_dense")
         self.output_dense.build((*hidden_shape[:-1], self.intermediate_size))
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
+        self.dropout_layer = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="dropout")
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
         self.layer_norm.build(hidden_shape)

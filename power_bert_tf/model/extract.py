@@ -1,7 +1,8 @@
 """Extract layers: Soft-Extract for the configuration search, Hard-Extract after.
 
 Both sit between a layer's attention block and its feed-forward block and are fed
-that layer's significance scores (SPEC "Where the extract layer sits").
+that layer's significance scores (docs/method.md, "Soft-Extract: the configuration search"
+and "Hard-Extract: retraining and inference").
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Retention configuration: how many word-vectors each encoder layer keeps.
 
 The configuration (l_1, ..., l_L) is read out of the Soft-Extract retention
-parameters r_j after the search (SPEC "Reading the retention configuration"):
+parameters r_j after the search (docs/method.md, "Reading out the retention configuration"):
 
     l_j = max(1, floor(mass(j))),  mass(j) = sum_i r_j[i],  then l_j = min(l_j, l_{j-1}).
 
 Two upper bounds on the encoder's speed-up come with it: the paper's word-vector
-bound L*N / sum_j l_j, and a FLOP bound computed from the layer shapes.
+bound L*N / sum_j l_j, and a FLOP bound computed from the layer shapes (docs/method.md,
+"Speed-up bounds").
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class RetentionConfig:
 
     @classmethod
     def from_masses(cls, masses: Iterable[float], sequence_length: int) -> "RetentionConfig":
-        """SPEC read-out: floor each mass, at least 1, then make non-increasing."""
+        """The read-out: floor each mass, at least 1, then make non-increasing."""
         kept: list[int] = []
         for mass in masses:
             count = max(1, math.floor(float(mass)))

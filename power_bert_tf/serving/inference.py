@@ -1,11 +1,11 @@
 """Bucketed, XLA-compiled inference: one compiled program per padded length bucket.
 
 XLA compiles once per input shape, and Hard-Extract's kept counts min(l_j, T) are
-static only when T is (SPEC "Known traps"). So a batch is trimmed to its longest
-real length and padded to the smallest of a few fixed lengths, the buckets; each
-bucket has one `tf.function(jit_compile=True)` with a fixed input signature. Padded
-positions score 0 and are masked, and the significance score ignores padded query
-rows by default, so a short bucket gives the same logits as padding to N.
+static only when T is (docs/method.md, "Dynamic padding and length buckets"). So a batch
+is trimmed to its longest real length and padded to the smallest of a few fixed lengths,
+the buckets; each bucket has one `tf.function(jit_compile=True)` with a fixed input
+signature. Padded positions score 0 and are masked, and the significance score ignores
+padded query rows by default, so a short bucket gives the same logits as padding to N.
 """
 from __future__ import annotations
 
