@@ -5,7 +5,7 @@
     python run_glue.py --task=SST-2 --phase=retrain --retention_config=40,30,20,12,8,4
 
 Per-task defaults (sequence length, both learning rates, lambda, batch size) are the
-reference's (SPEC); every one can be overridden. Outputs go to
+reference's (docs/method.md); every one can be overridden. Outputs go to
 <output_dir>/<task>/<phase>/, and each phase reads the previous phase's folder.
 """
 from __future__ import annotations

@@ -130,7 +130,7 @@ class EncoderConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TaskDefaults:
-    """The reference's per-task hyper-parameters (IBM README; SPEC table)."""
+    """The reference's per-task hyper-parameters (the IBM README's table)."""
 
     max_seq_length: int
     learning_rate: float  # LR_BERT

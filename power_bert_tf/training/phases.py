@@ -2,7 +2,7 @@
 
 Each phase writes `<output_dir>/<task>/<phase>/` (model.keras, history.json,
 run.json, TensorBoard logs, resumable state) and reads the previous phase's
-folder by default (SPEC "The three phases").
+folder by default (docs/method.md).
 """
 from __future__ import annotations
 
