@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from power_bert_tf.training.checkpoints import TrainingState
+from power_bert_tf.training.distribution import worker_failures
 
 
 @dataclasses.dataclass
@@ -142,12 +143,14 @@ class Trainer:
             progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss"],
                                            verbose=1 if sys.stdout.isatty() else 2)
             start, total, steps = time.perf_counter(), 0.0, 0
-            dataset = self.strategy.experimental_distribute_dataset(make_train_dataset(epoch))
-            for features, labels in dataset:
-                loss = float(self._train_step(features, labels))
-                total, steps = total + loss, steps + 1
-                progress.update(steps, [("loss", total / steps)])
-            dev = evaluate()
+            with worker_failures(self.strategy, f"epoch {epoch}"):
+                dataset = self.strategy.experimental_distribute_dataset(
+                    make_train_dataset(epoch))
+                for features, labels in dataset:
+                    loss = float(self._train_step(features, labels))
+                    total, steps = total + loss, steps + 1
+                    progress.update(steps, [("loss", total / steps)])
+                dev = evaluate()
             log = EpochLog(epoch, total / max(steps, 1), dev, time.perf_counter() - start,
                            masses() if masses else None)
             improved = dev[metric] > best
