@@ -10,13 +10,12 @@ reference's (SPEC); every one can be overridden. Outputs go to
 """
 from __future__ import annotations
 
-import os
+from power_bert_tf.cli import exit_on_user_error, quiet_native_logs, quiet_python_logs
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_native_logs()  # before TensorFlow loads: TF_CPP_MIN_LOG_LEVEL=0 or --verbosity shows all
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.config import (DISTRIBUTIONS, MODEL_TYPES, PHASES,  # noqa: E402
                                   SELECTIONS, TASK_DEFAULTS, RunConfig)
 from power_bert_tf.data.pipeline import PADDING_MULTIPLE  # noqa: E402
@@ -153,8 +152,7 @@ def main(argv):
     if len(argv) > 1:
         raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = config_from_flags()
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here
+    quiet_python_logs(verbose=FLAGS["verbosity"].present)  # TF's INFO lines, retracing
     from power_bert_tf.training import phases
 
     phases.run(config)
