@@ -17,8 +17,10 @@ from power_bert_tf.errors import PowerBertError
 _NATIVE_RECORD = re.compile(rb"^([IWEF])0000 00:00:\d+\.\d+\s+\d+ [^\]\s]+:\d+\] ")
 _NATIVE_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called"
 _SEVERITIES = b"IWEF"
-# Lines our own code writes to stderr: never taken for the tail of a native record.
-_OWN_LINE = re.compile(rb"^(error: |warning: |Traceback )")
+# Lines Python writes to stderr (ours, tracebacks, absl-py's records such as
+# "W1129 06:51:10.989182 139790 file.py:87] ..."): never the tail of a native record.
+_OWN_LINE = re.compile(rb"^(error: |warning: |Traceback |WARNING:|"
+                       rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]\s]+:\d+\] )")
 DEFAULT_NATIVE_LOG_LEVEL = 3  # I, W and E records hidden, F (fatal) kept
 
 

@@ -20,6 +20,8 @@ RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
 STATE_CHECKPOINTS_KEPT = 2  # the last and the one before, if the last turns out corrupt
 _HELD_LOCKS: dict[Path, int] = {}  # lock file -> open descriptor, held until exit
+# What restoring a truncated, corrupt or mismatched checkpoint raises.
+_UNREADABLE_CHECKPOINT = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -137,7 +139,7 @@ class TrainingState:
             try:
                 self._checkpoint.restore(path).assert_existing_objects_matched()
                 return True
-            except (tf.errors.OpError, ValueError, AssertionError) as error:
+            except _UNREADABLE_CHECKPOINT as error:
                 reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 if index + 1 == len(candidates):
                     raise PowerBertError(
