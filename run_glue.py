@@ -10,13 +10,12 @@ reference's (docs/method.md); every one can be overridden. Outputs go to
 """
 from __future__ import annotations
 
-import os
+from power_bert_tf.cli import exit_on_user_error, quiet_native_logs, quiet_python_logs
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_native_logs()  # before TensorFlow loads: TF_CPP_MIN_LOG_LEVEL=0 or --verbosity shows all
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.config import (DISTRIBUTIONS, MODEL_TYPES, PHASES,  # noqa: E402
                                   SELECTIONS, TASK_DEFAULTS, RunConfig)
 from power_bert_tf.data.pipeline import PADDING_MULTIPLE  # noqa: E402
@@ -96,12 +95,18 @@ flags.DEFINE_string("export_dir", None, "--phase=export: TF Serving model base f
                     "<export_dir>/<task>/<version>/. Default: <output_dir>/export.")
 flags.DEFINE_integer("export_version", None, "--phase=export: version number; default 1 + "
                      "the largest existing one. An existing version is never overwritten.")
-flags.DEFINE_string("train_file", None, "--task=custom: training TSV/CSV (with a header row).")
-flags.DEFINE_string("dev_file", None, "--task=custom: dev TSV/CSV.")
-flags.DEFINE_string("test_file", None, "--task=custom: optional unlabelled TSV/CSV to predict.")
-flags.DEFINE_string("text_a_column", None, "--task=custom: column of the first text.")
+flags.DEFINE_string("train_file", None, "--task=custom: training file, .tsv, .csv (quoted "
+                    "fields may hold commas and newlines) or .jsonl (one JSON object a line).")
+flags.DEFINE_string("dev_file", None, "--task=custom: dev file (.tsv, .csv or .jsonl).")
+flags.DEFINE_string("test_file", None, "--task=custom: optional unlabelled file to predict "
+                    "(--phase=predict --predict_split=test streams it, any size).")
+flags.DEFINE_bool("header", True, "--task=custom: TSV/CSV files start with a header row. "
+                  "--noheader: they do not, and the *_column flags are 0-based indices.")
+flags.DEFINE_string("text_a_column", None, "--task=custom: column of the first text (header "
+                    "name, JSON key, or index with --noheader).")
 flags.DEFINE_string("text_b_column", None, "--task=custom: column of the second text (pairs).")
-flags.DEFINE_string("label_column", None, "--task=custom: column of the label.")
+flags.DEFINE_string("label_column", None, "--task=custom: column of the label; labels are "
+                    "compared as the strings written in the file.")
 flags.DEFINE_list("labels", None, "--task=custom: the label set, comma-separated; omit for "
                   "regression.")
 flags.DEFINE_string("metric", None, "--task=custom: accuracy, f1, matthews or spearman.")
@@ -115,11 +120,20 @@ def _custom_spec() -> CustomTaskSpec | None:
     for name in ("train_file", "dev_file", "text_a_column", "label_column"):
         if not FLAGS[name].value:
             raise PowerBertError(f"--task=custom needs --{name}")
+    columns = {name: FLAGS[name].value
+               for name in ("text_a_column", "text_b_column", "label_column")}
+    if not FLAGS.header:
+        for name, value in columns.items():
+            if value is not None:
+                try:
+                    columns[name] = int(value)
+                except ValueError:
+                    raise PowerBertError(f"--{name}={value!r}: with --noheader columns are "
+                                         f"0-based indices") from None
     return CustomTaskSpec(
-        train_file=FLAGS.train_file, dev_file=FLAGS.dev_file,
-        text_a_column=FLAGS.text_a_column, text_b_column=FLAGS.text_b_column,
-        label_column=FLAGS.label_column, labels=tuple(FLAGS.labels) if FLAGS.labels else None,
-        metric=FLAGS.metric, test_file=FLAGS.test_file)
+        train_file=FLAGS.train_file, dev_file=FLAGS.dev_file, **columns,
+        labels=tuple(FLAGS.labels) if FLAGS.labels else None, metric=FLAGS.metric,
+        test_file=FLAGS.test_file, header=FLAGS.header)
 
 
 def config_from_flags() -> RunConfig:
@@ -165,8 +179,7 @@ def main(argv):
     if len(argv) > 1:
         raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = config_from_flags()
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here
+    quiet_python_logs(verbose=FLAGS["verbosity"].present)  # TF's INFO lines, retracing
     from power_bert_tf.training import phases
 
     phases.run(config)

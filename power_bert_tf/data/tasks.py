@@ -1,27 +1,32 @@
-"""Tasks: the GLUE benchmark and user-defined TSV/CSV classification or regression.
+"""Tasks: the GLUE benchmark and user-defined TSV/CSV/JSON Lines classification or regression.
 
 A `Task` names its labels and metric and reads `Example`s per split ("train", "dev",
 "test"). `get_task` builds one from a local `glue_data/` folder (one sub-folder per task,
 the official GLUE TSV files), from TensorFlow Datasets, or from a `CustomTaskSpec`.
 
 Every row is checked as it is read; a bad file, column, row, label or text raises a
-one-line `PowerBertError` naming it as `<file>:<line>` (1-based physical lines).
-GLUE and custom TSV files are read without quoting (`csv.QUOTE_NONE`), as the GLUE
-reference processors do; CSV files use standard double-quote quoting.
+one-line `PowerBertError` naming it as `<file>:<line>` (1-based physical lines; a quoted
+CSV field holding newlines spans several). GLUE and custom TSV files are read without
+quoting (`csv.QUOTE_NONE`), as the GLUE reference processors do; CSV files use standard
+double-quote quoting (fields may hold commas, quotes and newlines); JSON Lines files
+(`.jsonl`) hold one object per line, its keys naming the columns. Labels are compared
+as the strings written in the file ("1.0" is not the label "1").
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import functools
+import json
 import math
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from power_bert_tf.errors import PowerBertError
 
 SPLITS = ("train", "dev", "test")
+CUSTOM_SUFFIXES = (".tsv", ".csv", ".jsonl")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews")
 REGRESSION_METRICS = ("spearman", "pearson")
 
@@ -52,14 +57,14 @@ class Task:
         labels: label strings in class-index order; None for regression.
         metric: primary metric, one of `CLASSIFICATION_METRICS` or `REGRESSION_METRICS`.
         is_pair: whether examples have a `text_b`.
-        readers: split name -> function reading that split's examples.
+        readers: split name -> function yielding that split's examples, row by row.
     """
 
     name: str
     labels: tuple[str, ...] | None
     metric: str
     is_pair: bool
-    readers: Mapping[str, Callable[[], list[Example]]] = dataclasses.field(
+    readers: Mapping[str, Callable[[], Iterable[Example]]] = dataclasses.field(
         repr=False, compare=False)
 
     @property
@@ -73,33 +78,42 @@ class Task:
 
     def read(self, split: str) -> list[Example]:
         """The examples of `split` ("train", "dev", or "test" where the task has one)."""
+        return list(self.stream(split))
+
+    def stream(self, split: str) -> Iterator[Example]:
+        """The examples of `split` one at a time, read (and checked) as they are used, so
+        a file larger than memory can be predicted."""
         if split not in self.readers:
             raise PowerBertError(f"task {self.name} has no split {split!r} "
                                  f"(splits: {', '.join(self.readers)})")
-        return self.readers[split]()
+        return iter(self.readers[split]())
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CustomTaskSpec:
-    """A user task from TSV (`.tsv`) or CSV (`.csv`) files with a header row.
+    """A user task from TSV (`.tsv`), CSV (`.csv`) or JSON Lines (`.jsonl`) files.
 
     Attributes:
         train_file, dev_file, test_file: the files; relative paths are taken relative to
             the `data_dir` given to `get_task`. The test file is read unlabelled.
-        text_a_column, text_b_column: header names of the text columns (b for pairs).
-        label_column: header name of the label column.
+        text_a_column, text_b_column: the text columns (b for pairs): header names, or
+            0-based indices (negative from the end) of TSV/CSV files; JSON keys.
+        label_column: the label column, likewise.
         labels: the label strings in class-index order; None for regression (numbers).
         metric: primary metric; default "accuracy", or "spearman" for regression.
+        header: whether TSV/CSV files start with a header row; without one, columns
+            must be indices (the layout of SentEval and of GLUE's CoLA).
     """
 
     train_file: str | Path
     dev_file: str | Path
-    text_a_column: str
-    text_b_column: str | None = None
-    label_column: str
+    text_a_column: Column
+    text_b_column: Column | None = None
+    label_column: Column
     labels: tuple[str, ...] | None
     metric: str | None = None
     test_file: str | Path | None = None
+    header: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +127,13 @@ class _Columns:
 
 @dataclasses.dataclass(frozen=True)
 class _Table:
-    """One split's file; `names` are the columns of a file without a header row."""
+    """One split's file; `names` are the columns of a file without a header row, and
+    `header` False reads such a file with index columns and any row width."""
 
     path: Path
     columns: _Columns
     names: tuple[str, ...] | None = None
+    header: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,66 +275,155 @@ def _custom_task(spec: CustomTaskSpec, data_dir: str | Path | None) -> Task:
         raise PowerBertError(f"metric 'f1' needs two labels (the second is positive), "
                              f"got {len(labels)}")
     labelled = _Columns(spec.text_a_column, spec.text_b_column, spec.label_column)
+    if not spec.header and not all(isinstance(column, int) or column is None
+                                   for column in dataclasses.astuple(labelled)):
+        raise PowerBertError("files without a header row need column indices (0-based), "
+                             "got " + ", ".join(repr(c) for c in dataclasses.astuple(labelled)
+                                                if c is not None))
     files = {"train": spec.train_file, "dev": spec.dev_file, "test": spec.test_file}
     readers = {}
     for split, file in files.items():
         if file is None:
             continue
         path = Path(data_dir or ".") / file
-        if path.suffix.lower() not in (".tsv", ".csv"):
-            raise PowerBertError(f"{path}: custom task files must end in .tsv or .csv")
+        if path.suffix.lower() not in CUSTOM_SUFFIXES:
+            raise PowerBertError(f"{path}: custom task files must end in "
+                                 f"{', '.join(CUSTOM_SUFFIXES)}")
         columns = labelled if split != "test" else dataclasses.replace(labelled, label=None)
-        readers[split] = functools.partial(_read_table, _Table(path, columns), labels)
+        table = _Table(path, columns, header=spec.header)
+        readers[split] = functools.partial(_read_table, table, labels)
     return Task(CUSTOM, labels, metric, spec.text_b_column is not None, readers)
 
 
-def _read_table(table: _Table, labels: tuple[str, ...] | None) -> list[Example]:
-    """Reads and checks every row of `table`; `labels` None means regression scores."""
+def _read_table(table: _Table, labels: tuple[str, ...] | None) -> Iterator[Example]:
+    """Reads and checks the rows of `table` one by one; `labels` None means regression."""
     path = table.path
     if not path.is_file():
         raise PowerBertError(f"{path}: no such file")
+    label_ids = {label: index for index, label in enumerate(labels or ())}
+    rows = _json_rows if path.suffix.lower() == ".jsonl" else _delimited_rows
+    try:
+        for where, text_a, text_b, value in rows(table):
+            if value is None:
+                target = None
+            elif labels is None:
+                target = _score(value, where)
+            elif value in label_ids:
+                target = label_ids[value]
+            else:
+                raise PowerBertError(f"{where}: label {value!r} is not one of "
+                                     f"{', '.join(labels)}{_as_strings_note(value, labels)}")
+            yield Example(text_a, text_b, target)
+    except UnicodeDecodeError as error:
+        raise PowerBertError(f"{path}: not UTF-8 text ({error.reason})") from None
+
+
+Row = tuple[str, str, "str | None", "str | None"]  # where, text_a, text_b, label value
+
+
+def _delimited_rows(table: _Table) -> Iterator[Row]:
+    """`(file:line, text_a, text_b, label)` of a TSV or CSV file's rows, checked."""
+    path = table.path
     if path.suffix.lower() == ".csv":
         dialect = dict(delimiter=",")
     else:
         dialect = dict(delimiter="\t", quoting=csv.QUOTE_NONE)
-    label_ids = {label: index for index, label in enumerate(labels or ())}
-    examples = []
     with path.open(encoding="utf-8-sig", newline="") as file:
         rows = csv.reader(file, **dialect)
         try:
-            header = table.names or next(rows, None)
-            if not header:
+            header = table.names or (next(rows, None) if table.header else None)
+            if table.header and not header:
                 raise PowerBertError(f"{path}: empty file, expected a header row")
-            a, b, label = (None if column is None else _column_index(column, header, path)
-                           for column in dataclasses.astuple(table.columns))
+            if header:
+                a, b, label = (None if column is None else _column_index(column, header, path)
+                               for column in dataclasses.astuple(table.columns))
+            else:
+                a, b, label = dataclasses.astuple(table.columns)
             line_end = rows.line_num
             for row in rows:
                 line, line_end = line_end + 1, rows.line_num
+                where = f"{path}:{line}"
                 if not row:
                     continue
-                if len(row) != len(header):
+                if header and len(row) != len(header):
                     raise PowerBertError(
-                        f"{path}:{line}: expected {len(header)} columns, found {len(row)}")
-                for index in (a, b):
-                    if index is not None and not row[index].strip():
-                        raise PowerBertError(
-                            f"{path}:{line}: empty text in column {header[index]!r}")
-                value = None if label is None else row[label].strip()
-                if value is None:
-                    target = None
-                elif labels is None:
-                    target = _score(value, f"{path}:{line}")
-                elif value in label_ids:
-                    target = label_ids[value]
-                else:
-                    raise PowerBertError(f"{path}:{line}: label {value!r} is not one of "
-                                         f"{', '.join(labels)}")
-                examples.append(Example(row[a], None if b is None else row[b], target))
+                        f"{where}: expected {len(header)} columns, found {len(row)}")
+                values = []
+                for column in (a, b, label):
+                    if column is not None and not -len(row) <= column < len(row):
+                        raise PowerBertError(f"{where}: no column {column} in a row of "
+                                             f"{len(row)} columns")
+                    values.append(None if column is None else row[column])
+                for column, text in zip((a, b), values):
+                    if column is not None and not text.strip():
+                        name = repr(header[column]) if header else column
+                        raise PowerBertError(f"{where}: empty text in column {name}")
+                yield where, values[0], values[1], None if label is None else values[2].strip()
         except csv.Error as error:
             raise PowerBertError(f"{path}:{rows.line_num}: {error}") from None
-        except UnicodeDecodeError as error:
-            raise PowerBertError(f"{path}: not UTF-8 text ({error.reason})") from None
-    return examples
+
+
+class _JsonNumber(str):
+    """A JSON number kept as written ("1.0" stays "1.0"), told apart from a string."""
+
+
+def _json_rows(table: _Table) -> Iterator[Row]:
+    """`(file:line, text_a, text_b, label)` of a JSON Lines file: one object a line, keys
+    naming the columns; a label is taken as written (1.0 stays "1.0")."""
+    path, columns = table.path, table.columns
+    with path.open(encoding="utf-8-sig") as file:
+        for line, text in enumerate(file, start=1):
+            where = f"{path}:{line}"
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text, parse_int=_JsonNumber, parse_float=_JsonNumber,
+                                    parse_constant=_JsonNumber)
+            except json.JSONDecodeError as error:
+                raise PowerBertError(f"{where}: not JSON ({error.msg} at column "
+                                     f"{error.colno})") from None
+            if not isinstance(record, dict):
+                raise PowerBertError(f"{where}: expected a JSON object, found "
+                                     f"{type(record).__name__}")
+            values = []
+            for kind, key in zip(("text", "text", "label"), dataclasses.astuple(columns)):
+                if key is None:
+                    values.append(None)
+                    continue
+                if str(key) not in record:
+                    raise PowerBertError(f"{where}: no key {str(key)!r} (keys: "
+                                         f"{', '.join(record)})")
+                value = record[str(key)]
+                is_text = isinstance(value, str) and not isinstance(value, _JsonNumber)
+                if kind == "text" and not is_text:
+                    shown = str(value) if isinstance(value, _JsonNumber) else repr(value)
+                    raise PowerBertError(f"{where}: no text in key {str(key)!r} (found {shown})")
+                if kind == "text" and not value.strip():
+                    raise PowerBertError(f"{where}: empty text in key {str(key)!r}")
+                if kind == "label" and not isinstance(value, str):
+                    raise PowerBertError(f"{where}: label {value!r} is not a string or number")
+                values.append(value)
+            label = None if values[2] is None else str(values[2]).strip()
+            yield where, values[0], values[1], label
+
+
+def _as_strings_note(value: str, labels: tuple[str, ...]) -> str:
+    """Says so when `value` is a label written differently ("1.0" for "1")."""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    same = []
+    for label in labels:
+        try:
+            if float(label) == number:
+                same.append(label)
+        except ValueError:
+            continue
+    if not same:
+        return ""
+    return (f" (labels are compared as the strings given: {value!r} is not {same[0]!r}; "
+            f"write them in --labels as the file does)")
 
 
 def _column_index(column: Column, header: list[str] | tuple[str, ...], path: Path) -> int:

@@ -6,13 +6,16 @@ folder by default (docs/method.md).
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import dataclasses
 import json
 import platform
 import random
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +36,7 @@ from power_bert_tf.serving.timing import Timing, compiled_pass, paired_speedup, 
 from power_bert_tf.training.checkpoints import (MODEL_FILE, RUN_FILE, load_model,
                                                 prepare_phase_dir, save_model_atomic,
                                                 write_json_atomic)
-from power_bert_tf.training.distribution import make_strategy
+from power_bert_tf.training.distribution import is_chief, make_strategy, sync_workers
 from power_bert_tf.training.metrics import compute_metrics
 from power_bert_tf.model.transfer import is_retention_variable, transfer_weights
 from power_bert_tf.training.optimization import adam
@@ -57,10 +60,25 @@ class Context:
     pretrained: PretrainedBert
     strategy: tf.distribute.Strategy
     task_dir: Path
+    shadow_root: Path | None = None  # a non-chief worker's temporary output folder
     _examples: dict[str, list[Example]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.tokenizer = self.pretrained.tokenizer(self.config.max_seq_length)
+
+    def output_dir(self, phase: str) -> Path:
+        """Where this process writes `phase`: `<task_dir>/<phase>`, or on a non-chief
+        worker of a multi-worker run its temporary shadow (the chief's folder is read)."""
+        return (self.shadow_root or self.task_dir) / phase
+
+    def prepare_output(self, phase: str, resume: bool | None = None) -> Path:
+        """`prepare_phase_dir` for `phase`'s output folder (resuming per --resume unless
+        `resume` says); returns it."""
+        path = self.output_dir(phase)
+        resume = self.config.resume if resume is None else resume
+        prepare_phase_dir(path, resume=resume, overwrite=self.config.overwrite,
+                          chief_dir=self.task_dir / phase if self.shadow_root else None)
+        return path
 
     def examples(self, split: str) -> list[Example]:
         if split not in self._examples:
@@ -89,15 +107,20 @@ class Context:
 
 
 def make_context(config: RunConfig) -> Context:
+    strategy = make_strategy(config.distribution, config.tpu)  # multi-worker: before any op
     task = get_task(config.task, config.data_dir, source=config.data_source, custom=config.custom)
     pretrained = load_pretrained(config.model, model_type=config.model_type)
     if config.max_seq_length > pretrained.config.max_sequence_length:
         raise PowerBertError(f"--max_seq_length={config.max_seq_length} exceeds the model's "
                              f"{pretrained.config.max_sequence_length} positions")
-    strategy = make_strategy(config.distribution, config.tpu)
     if strategy.num_replicas_in_sync > 1:
         print(f"training on {strategy.num_replicas_in_sync} replicas ({config.distribution})")
-    return Context(config, task, pretrained, strategy, Path(config.output_dir) / task.name)
+    shadow_root = None
+    if not is_chief(strategy):
+        shadow_root = Path(tempfile.mkdtemp(prefix="power_bert_worker-"))
+        atexit.register(shutil.rmtree, shadow_root, ignore_errors=True)
+    return Context(config, task, pretrained, strategy, Path(config.output_dir) / task.name,
+                   shadow_root)
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -158,7 +181,7 @@ def _train(ctx: Context, phase: str, model: BertClassifier, groups: list[Optimiz
            epochs: int, keep_best: bool, on_epoch: Callable[[EpochLog], dict] | None = None,
            after_step: Callable[[int], dict[str, float]] | None = None):
     """Trains and records one phase; returns (history, best dev metrics)."""
-    config, phase_dir = ctx.config, ctx.task_dir / phase
+    config, phase_dir = ctx.config, ctx.output_dir(phase)
     metric = ctx.task.metric
     trainer = Trainer(model, ctx.strategy, groups, regression=ctx.task.labels is None,
                       jit_compile=config.jit_compile)
@@ -200,8 +223,8 @@ def _total_steps(ctx: Context, epochs: int) -> int:
 
 def finetune(ctx: Context) -> dict:
     """Phase 1: the pre-trained encoder + pooler + classifier, best dev epoch kept."""
-    config, started, phase_dir = ctx.config, time.time(), ctx.task_dir / "finetune"
-    prepare_phase_dir(phase_dir, resume=config.resume, overwrite=config.overwrite)
+    config, started, phase_dir = ctx.config, time.time(), ctx.output_dir("finetune")
+    ctx.prepare_output("finetune")
     with ctx.strategy.scope():
         encoder = ctx.pretrained.build_encoder(sequence_length=config.max_seq_length)
         model = BertClassifier(encoder, ctx.task.num_classes)
@@ -229,23 +252,23 @@ def _controller(ctx: Context, model: BertClassifier, steps: int) -> SpeedupContr
     controller = SpeedupController(
         ctx.pretrained.config, [layer.retention for layer in model.encoder.soft_extract_layers()],
         config.max_seq_length, config.target_speedup, steps, config.target_ramp)
-    history = _read_history(ctx.task_dir / "search" / HISTORY_FILE) if config.resume else []
+    history = _read_history(ctx.output_dir("search") / HISTORY_FILE) if config.resume else []
     if history:
         controller.restore_trajectory(_read_trajectory(ctx), history[-1]["controller"]["step"])
     return controller
 
 
 def _read_trajectory(ctx: Context) -> list[dict]:
-    path = ctx.task_dir / "search" / TRAJECTORY_FILE
+    path = ctx.output_dir("search") / TRAJECTORY_FILE
     return json.loads(path.read_text())["trajectory"] if path.is_file() else []
 
 
 def search(ctx: Context) -> dict:
     """Phase 2: Soft-Extract on the fine-tuned model, trained with the mass loss
     (--lambda) or projected onto a speed-up budget (--target_speedup)."""
-    config, started, phase_dir = ctx.config, time.time(), ctx.task_dir / "search"
+    config, started, phase_dir = ctx.config, time.time(), ctx.output_dir("search")
     source = _load_phase_model(ctx, "finetune")
-    prepare_phase_dir(phase_dir, resume=config.resume, overwrite=config.overwrite)
+    ctx.prepare_output("search")
     model = _build(ctx, extract="soft", mass_lambda=config.mass_lambda or 0.0,
                    include_padded_queries=config.include_padded_queries)
     transfer_weights(source, model, str(ctx.task_dir / "finetune" / MODEL_FILE))
@@ -337,14 +360,14 @@ def retention_for_retrain(ctx: Context) -> RetentionConfig:
 
 def retrain(ctx: Context) -> dict:
     """Phase 3: Hard-Extract with the retention configuration, best dev epoch kept."""
-    config, started, phase_dir = ctx.config, time.time(), ctx.task_dir / "retrain"
+    config, started, phase_dir = ctx.config, time.time(), ctx.output_dir("retrain")
     retention = retention_for_retrain(ctx)
     source_phase = "search" if (ctx.task_dir / "search" / MODEL_FILE).is_file() else "finetune"
     if source_phase == "finetune" and not config.retention_config:
         raise PowerBertError(f"no search model in {ctx.task_dir / 'search'}: run "
                              f"--phase=search first")
     source = _load_phase_model(ctx, source_phase)
-    prepare_phase_dir(phase_dir, resume=config.resume, overwrite=config.overwrite)
+    ctx.prepare_output("retrain")
     model = _build(ctx, extract="hard", retention=list(retention.kept),
                    strategy=config.selection, seed=config.seed,
                    include_padded_queries=config.include_padded_queries)
@@ -413,9 +436,9 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
 
 def evaluate(ctx: Context) -> dict:
     """Phase 4: `compare_with_baseline` on the retrained model, written to evaluate/."""
-    config, started, phase_dir = ctx.config, time.time(), ctx.task_dir / "evaluate"
+    config, started, phase_dir = ctx.config, time.time(), ctx.output_dir("evaluate")
     power = _load_phase_model(ctx, "retrain")
-    prepare_phase_dir(phase_dir, resume=False, overwrite=config.overwrite)
+    ctx.prepare_output("evaluate", resume=False)
     summary = compare_with_baseline(ctx, power)
     _write_run(phase_dir, ctx, "evaluate", started, **summary)
     return summary
@@ -440,9 +463,9 @@ def format_summary(task: str, s: dict) -> str:
 
 def predict(ctx: Context) -> dict:
     """Writes the retrained model's predictions for --predict_split as TSV."""
-    config, started, phase_dir = ctx.config, time.time(), ctx.task_dir / "predict"
+    config, started, phase_dir = ctx.config, time.time(), ctx.output_dir("predict")
     model = _load_phase_model(ctx, "retrain")
-    prepare_phase_dir(phase_dir, resume=False, overwrite=config.overwrite)
+    ctx.prepare_output("predict", resume=False)
     examples = ctx.examples(config.predict_split)
     dataset = ctx.dataset(config.predict_split)
     outputs = np.concatenate([model(batch[0] if isinstance(batch, tuple) else batch,
@@ -473,7 +496,9 @@ def run(config: RunConfig) -> dict:
         check_reachable(ctx.pretrained.config, config.max_seq_length, config.target_speedup)
     if config.phase != "all":
         keras.utils.set_random_seed(config.seed)  # head initialisation, subsets, dropout
-        return PHASE_FUNCTIONS[config.phase](ctx)
+        result = PHASE_FUNCTIONS[config.phase](ctx)
+        sync_workers(ctx.strategy, f"the end of {config.phase}")
+        return result
     results = {}
     for phase in ("finetune", "search", "retrain", "evaluate"):
         if config.resume and (ctx.task_dir / phase / RUN_FILE).is_file():
@@ -482,4 +507,5 @@ def run(config: RunConfig) -> dict:
         print(f"== {ctx.task.name}: {phase}")
         keras.utils.set_random_seed(config.seed)
         results[phase] = PHASE_FUNCTIONS[phase](ctx)
+        sync_workers(ctx.strategy, f"the end of {phase}")  # the chief's files are complete
     return results
