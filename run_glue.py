@@ -16,8 +16,9 @@ quiet_native_logs()  # before TensorFlow loads: TF_CPP_MIN_LOG_LEVEL=0 or --verb
 
 from absl import app, flags  # noqa: E402
 
-from power_bert_tf.config import (DISTRIBUTIONS, MODEL_TYPES, PHASES,  # noqa: E402
-                                  SELECTIONS, TASK_DEFAULTS, RunConfig)
+from power_bert_tf.model.config import MODEL_TYPES, SELECTIONS  # noqa: E402
+from power_bert_tf.pipeline.config import (DISTRIBUTIONS, PHASES, TASK_DEFAULTS,  # noqa: E402
+                                           RunConfig)
 from power_bert_tf.data.pipeline import PADDING_MULTIPLE  # noqa: E402
 from power_bert_tf.data.tasks import CustomTaskSpec, canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -81,9 +82,9 @@ flags.DEFINE_string("predict_split", "dev", "Split that --phase=predict labels (
 flags.DEFINE_bool("resume", False, "Continue a killed phase from its last completed epoch "
                   "(with --phase=all, also skip finished phases).")
 flags.DEFINE_bool("overwrite", False, "Replace a phase's finished output.")
-flags.DEFINE_enum("strategy", "default", DISTRIBUTIONS, "tf.distribute strategy: default, "
+flags.DEFINE_enum("distribution", "default", DISTRIBUTIONS, "tf.distribute strategy: default, "
                   "mirrored (local GPUs, else CPUs), multi_worker (TF_CONFIG) or tpu.")
-flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+flags.DEFINE_string("tpu", None, "TPU name or address for --distribution=tpu.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
 flags.DEFINE_bool("dynamic_padding", True, "Pad each training batch and each dev batch of "
                   "the per-epoch metric only to its longest sequence (rounded up to a multiple "
@@ -168,7 +169,7 @@ def config_from_flags() -> RunConfig:
         include_padded_queries=FLAGS.include_padded_queries,
         max_train_examples=FLAGS.max_train_examples, max_eval_examples=FLAGS.max_eval_examples,
         predict_split=FLAGS.predict_split, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-        distribution=FLAGS.strategy, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
+        distribution=FLAGS.distribution, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
         dynamic_padding=FLAGS.dynamic_padding,
         export_dir=FLAGS.export_dir, export_version=FLAGS.export_version,
         custom=_custom_spec())
@@ -180,7 +181,7 @@ def main(argv):
         raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = config_from_flags()
     quiet_python_logs(verbose=FLAGS["verbosity"].present)  # TF's INFO lines, retracing
-    from power_bert_tf.training import phases
+    from power_bert_tf.pipeline import phases
 
     phases.run(config)
 

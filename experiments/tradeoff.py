@@ -41,7 +41,8 @@ from experiments import runner  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
-from power_bert_tf.training.phases import RETENTION_FILE, search_collapsed  # noqa: E402
+from power_bert_tf.pipeline.layout import PhaseFolder  # noqa: E402
+from power_bert_tf.pipeline.search import search_collapsed  # noqa: E402
 
 flags.DEFINE_string("task", "SST-2", "GLUE task.")
 flags.DEFINE_list("targets", ["1.5", "2", "3", "4", "6"], "Speed-ups asked of the search "
@@ -102,7 +103,7 @@ def share_phase(source: Path, point_dir: Path, phase: str = "finetune") -> None:
 def collapsed_search(point_dir: Path) -> bool:
     """Whether the point's finished search drove every r to 0 (read from its retention
     file, so that a resumed sweep skips the point too)."""
-    path = point_dir / FLAGS.task / "search" / RETENTION_FILE
+    path = PhaseFolder(point_dir / FLAGS.task / "search").retention
     return path.is_file() and search_collapsed(json.loads(path.read_text())["masses"])
 
 

@@ -15,7 +15,7 @@ from power_bert_tf.errors import PowerBertError
 # Imported on first use, so that `import power_bert_tf.cli` (and run_glue.py's log set-up)
 # runs before TensorFlow loads.
 _EXPORTS = {
-    "EncoderConfig": "power_bert_tf.config",
+    "EncoderConfig": "power_bert_tf.model.config",
     "SentencePieceTokenizer": "power_bert_tf.data.sentencepiece_tokenizer",
     "BertTokenizer": "power_bert_tf.data.tokenizer",
     "AlbertEncoder": "power_bert_tf.model.albert",

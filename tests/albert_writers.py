@@ -16,7 +16,7 @@ import sentencepiece
 import tensorflow as tf
 
 from checkpoint_writers import write_safetensors
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.weights.albert import albert_encoder_variables
 from power_bert_tf.weights.bert import canonical_shape
 

@@ -14,14 +14,15 @@ import tensorflow as tf
 from albert_writers import (canonical_from_albert, sst2_lines, train_sentencepiece,
                             write_google_albert)
 from conftest import TINY, random_inputs
-from power_bert_tf.config import EncoderConfig, RunConfig
+from power_bert_tf.model.config import EncoderConfig
+from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.albert import AlbertEncoder
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.model.factory import build_encoder
 from power_bert_tf.model.transfer import transfer_weights
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline import phases
 from tiny_task import sentence, tiny_run_config, write_tiny_model, write_tiny_task
 
 ROOT = Path(__file__).parents[1]
@@ -73,7 +74,7 @@ def test_per_layer_retention_with_shared_weights():
     positions = [np.asarray(p) for p in outputs["kept_positions"]]
     assert all((p[:, 0] == 0).all() and (np.diff(p, axis=1) > 0).all() for p in positions)
     search = AlbertEncoder(**ALBERT, **MODES["soft"])
-    r = [layer.retention for layer in search.soft_extract_layers()]
+    r = [layer.retention_parameters for layer in search.soft_extract_layers()]
     assert len({id(v) for v in r}) == 3 and search.masses() == [16.0] * 3  # one r_j per layer
     assert len(search.trainable_variables) == (EMBEDDING_VARIABLES + BLOCK_VARIABLES
                                                + POOLER_VARIABLES + 3)

@@ -14,7 +14,7 @@ from power_bert_tf.bench.benchmark import (
     plan_rows, random_inputs, resolve_cases, run, tokenize)
 from power_bert_tf.model.albert import AlbertEncoder
 from power_bert_tf.model.transfer import transfer_weights
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
 from power_bert_tf.serving.xla_cpu import ONEDNN_DOT_FLAGS

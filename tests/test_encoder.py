@@ -12,7 +12,7 @@ MODES = {
     "none": {},
     "soft": dict(extract="soft", sequence_length=16, mass_lambda=1e-3),
     "hard": dict(extract="hard", retention=[10, 6, 3]),
-    "head": dict(extract="hard", retention=[10, 6, 3], strategy="head"),
+    "head": dict(extract="hard", retention=[10, 6, 3], selection="head"),
 }
 
 
@@ -128,7 +128,7 @@ def test_soft_search_trains_r_under_xla():
     masses = encoder.masses()
     assert all(0 < m < 16 for m in masses)  # the mass loss pulls every r_j down
     for layer in encoder.soft_extract_layers():
-        r = np.asarray(layer.retention)
+        r = np.asarray(layer.retention_parameters)
         assert ((r >= 0) & (r <= 1)).all()
 
 

@@ -86,7 +86,7 @@ def test_soft_extract_scales_each_vector_by_r_at_its_rank(batch, data):
                                    label="r"), "float32")
     layer = SoftExtract(size)
     layer(hidden, scores)  # builds r
-    layer.retention.assign(retention)
+    layer.retention_parameters.assign(retention)
     out = np.asarray(layer(hidden, scores))
     for row in range(hidden.shape[0]):
         # Padding ties at 0: a stable descending sort ranks it in position order.

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import TINY
-from power_bert_tf.config import MODEL_TYPES, EncoderConfig
+from power_bert_tf.model.config import MODEL_TYPES, EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.factory import ENCODER_CLASSES
 from power_bert_tf.weights.families import FAMILIES, get_family

@@ -1,4 +1,4 @@
-"""--strategy=multi_worker for real: two worker processes on 127.0.0.1 (TF_CONFIG).
+"""--distribution=multi_worker for real: two worker processes on 127.0.0.1 (TF_CONFIG).
 
 Each worker is a `run_glue.py` process with one CPU replica, so the global batch of 8
 is 4 + 4. The single-process run it is compared with trains the same global batch on
@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline import phases
 from tiny_task import tiny_run_config, write_tiny_model, write_tiny_task
 
 ROOT = Path(__file__).parents[1]
@@ -53,7 +53,7 @@ def cli_flags(tiny, output_dir, **extra) -> list[str]:
              "labels": "neg,pos", "max_seq_length": 16, "batch_size": 8,
              "eval_batch_size": 8, "learning_rate": 5e-3, "soft_extract_learning_rate": 5e-2,
              "lambda": 1e-2, "timing_repeats": 1, "output_dir": output_dir,
-             "strategy": "multi_worker", **extra}
+             "distribution": "multi_worker", **extra}
     return [f"--{name}={value}" for name, value in flags.items()]
 
 

@@ -91,7 +91,7 @@ def test_search_trains_r_at_its_own_learning_rate(search_step):
     for r in retention:
         np.testing.assert_allclose(np.asarray(r), 1.0 - R_RATE, atol=1e-6, err_msg=r.path)
     dense = [step for path, step in steps.items()
-             if not path.endswith("soft_extract/retention") and "embeddings" not in path]
+             if not path.endswith("soft_extract/retention_parameters") and "embeddings" not in path]
     assert max(dense) == pytest.approx(BERT_RATE, rel=1e-3)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from conftest import TINY, random_inputs
 from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.model.significance import SignificanceScore
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline import phases
 from tiny_task import tiny_run_config, write_tiny_model, write_tiny_task
 
 

@@ -5,10 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from power_bert_tf.config import RunConfig
+from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline import phases
 from power_bert_tf.training.checkpoints import TrainingState
 from tiny_task import sentence, tiny_run_config, write_tiny_model, write_tiny_task
 
@@ -91,7 +91,7 @@ def test_static_baselines_retrain(tiny, tmp_path, selection):
     result = phases.run(make_config(tiny, tmp_path, phase="retrain", retrain_epochs=1,
                                     retention_config="8,6,4", selection=selection))
     model = keras.saving.load_model(tmp_path / "custom" / "retrain" / "model.keras")
-    assert result["selection"] == model.encoder.strategy == selection
+    assert result["selection"] == model.encoder.selection == selection
 
 
 def _weights(path):

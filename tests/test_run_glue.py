@@ -121,7 +121,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny, tmp_path):
 import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.argv = ["run_glue.py"] + {custom_flags(tiny, phase="finetune", strategy="mirrored",
+sys.argv = ["run_glue.py"] + {custom_flags(tiny, phase="finetune", distribution="mirrored",
                                             output_dir=tmp_path)!r}
 sys.path.insert(0, {str(ROOT)!r})
 import runpy

@@ -2,10 +2,10 @@
 import pytest
 import tensorflow as tf
 
-from power_bert_tf.config import RunConfig
+from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.serving.phase import export
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline.export import export
+from power_bert_tf.pipeline import phases
 from tiny_task import tiny_run_config, write_tiny_model, write_tiny_task
 
 

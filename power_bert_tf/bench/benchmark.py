@@ -39,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.data.tasks import get_task
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier

@@ -16,7 +16,8 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from power_bert_tf.model.extract import EXTRACT_STRATEGIES, HardExtract, SoftExtract
+from power_bert_tf.model.config import SELECTIONS
+from power_bert_tf.model.extract import HardExtract, SoftExtract
 from power_bert_tf.model.retention import RetentionConfig
 from power_bert_tf.model.significance import SignificanceScore
 
@@ -219,12 +220,12 @@ Blocks = list[tuple[SelfAttentionBlock, FeedForwardBlock]]
 
 def check_extract_options(num_layers: int, max_sequence_length: int, extract: str,
                           sequence_length: int | None, retention: Sequence[int] | None,
-                          strategy: str) -> None:
+                          selection: str) -> None:
     """Raises ValueError (PowerBertError for retention) on inconsistent extract options."""
     if extract not in EXTRACT_MODES:
         raise ValueError(f"extract must be one of {EXTRACT_MODES}, got {extract!r}")
-    if strategy not in EXTRACT_STRATEGIES:
-        raise ValueError(f"strategy must be one of {EXTRACT_STRATEGIES}, got {strategy!r}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     if extract == "soft" and sequence_length is None:
         raise ValueError("extract='soft' needs sequence_length (the length of r)")
     if extract == "hard":
@@ -238,7 +239,7 @@ def check_extract_options(num_layers: int, max_sequence_length: int, extract: st
 
 
 def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length: int | None,
-                  retention: Sequence[int] | None, strategy: str, mass_lambda: float,
+                  retention: Sequence[int] | None, selection: str, mass_lambda: float,
                   include_padded_queries: bool, seed: int | None) -> dict:
     """Runs the encoder layers on (B, T, D) `hidden` with a (B, T) `mask`.
 
@@ -254,7 +255,7 @@ def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length
     encoder_outputs, kept_positions = [], []
     for j, (attention, feed_forward) in enumerate(blocks, start=1):
         hidden, probs = attention(hidden, mask)
-        if extract == "soft" or (extract == "hard" and strategy == "attention"):
+        if extract == "soft" or (extract == "hard" and selection == "attention"):
             scores = SignificanceScore(include_padded_queries,
                                        name=f"layer_{j}_significance")(probs, mask)
         if extract == "soft":
@@ -262,8 +263,8 @@ def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length
                                  name=f"layer_{j}_soft_extract")(hidden, scores)
         elif extract == "hard":
             hidden, mask, indices = HardExtract(
-                retention[j - 1], strategy, seed, name=f"layer_{j}_hard_extract",
-            )(hidden, mask, scores if strategy == "attention" else None)
+                retention[j - 1], selection, seed, name=f"layer_{j}_hard_extract",
+            )(hidden, mask, scores if selection == "attention" else None)
             positions = ops.take_along_axis(positions, indices, axis=1)
         hidden = feed_forward(hidden)
         encoder_outputs.append(hidden)
@@ -286,10 +287,10 @@ class BertEncoder(keras.Model):
             shorter (T <= N, e.g. batches trimmed to their longest row): padded
             positions are inert, and a layer keeps min(l_j, T) vectors.
         retention: (l_1, ..., l_L) kept vectors per layer, for "hard".
-        strategy: "attention" (PoWER-BERT), "head" or "random" (baselines), for "hard".
+        selection: "attention" (PoWER-BERT), "head" or "random" (baselines), for "hard".
         mass_lambda: lambda of the search loss; layer j's mass is weighted lambda * j.
         include_padded_queries: see `SignificanceScore`.
-        seed: seed of the "random" strategy.
+        seed: seed of the "random" selection.
 
     Inputs: dict of int32 (B, T) tensors `input_word_ids`, `input_mask`, `input_type_ids`.
 
@@ -310,10 +311,10 @@ class BertEncoder(keras.Model):
                  attention_dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
                  activation: str = "gelu", extract: str = "none",
                  sequence_length: int | None = None, retention: Sequence[int] | None = None,
-                 strategy: str = "attention", mass_lambda: float = 0.0,
+                 selection: str = "attention", mass_lambda: float = 0.0,
                  include_padded_queries: bool = False, seed: int | None = None, **kwargs):
         check_extract_options(num_layers, max_sequence_length, extract, sequence_length,
-                              retention, strategy)
+                              retention, selection)
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
                   for name in ("input_word_ids", "input_mask", "input_type_ids")}
         hidden = self.embed(inputs, vocabulary_size=vocabulary_size, hidden_size=hidden_size,
@@ -327,7 +328,7 @@ class BertEncoder(keras.Model):
             activation=activation)
         outputs = extract_stack(
             hidden, inputs["input_mask"], blocks, extract=extract,
-            sequence_length=sequence_length, retention=retention, strategy=strategy,
+            sequence_length=sequence_length, retention=retention, selection=selection,
             mass_lambda=mass_lambda, include_padded_queries=include_padded_queries, seed=seed)
         pooled = keras.layers.Dense(hidden_size, activation="tanh",
                                     kernel_initializer=_initializer(0.02),
@@ -353,7 +354,7 @@ class BertEncoder(keras.Model):
         self.extract = extract
         self.sequence_length = sequence_length
         self.retention = None if retention is None else [int(count) for count in retention]
-        self.strategy = strategy
+        self.selection = selection
         self.mass_lambda = mass_lambda
         self.include_padded_queries = include_padded_queries
         self.seed = seed
@@ -395,7 +396,7 @@ class BertEncoder(keras.Model):
             "attention_dropout": self.attention_dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon, "activation": self.activation,
             "extract": self.extract, "sequence_length": self.sequence_length,
-            "retention": self.retention, "strategy": self.strategy,
+            "retention": self.retention, "selection": self.selection,
             "mass_lambda": self.mass_lambda,
             "include_padded_queries": self.include_padded_queries, "seed": self.seed,
         }

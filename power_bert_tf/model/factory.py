@@ -3,7 +3,7 @@
 weight assigner, tokenizer) is in `weights.families`, which checks it names these classes."""
 from __future__ import annotations
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.model.albert import AlbertEncoder
 from power_bert_tf.model.encoder import BertEncoder
 

@@ -15,7 +15,7 @@ import dataclasses
 import math
 from typing import Iterable, Sequence
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 
 

@@ -1,4 +1,4 @@
-"""`--strategy`: the tf.distribute strategy a run trains under, and the chief's role.
+"""`--distribution`: the tf.distribute strategy a run trains under, and the chief's role.
 
 Every worker of a multi-worker run computes the same thing; only the chief writes
 the run's folders, the others write to temporary ones (TensorFlow's multi-worker
@@ -43,9 +43,9 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, tf.errors.OpError) as error:
-            raise PowerBertError(f"--strategy=tpu: no TPU found ({str(error).splitlines()[0]})") from None
+            raise PowerBertError(f"--distribution=tpu: no TPU found ({str(error).splitlines()[0]})") from None
         return tf.distribute.TPUStrategy(resolver)
-    raise PowerBertError(f"--strategy={name!r} is not one of default, mirrored, multi_worker, tpu")
+    raise PowerBertError(f"--distribution={name!r} is not one of default, mirrored, multi_worker, tpu")
 
 
 def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
@@ -55,11 +55,11 @@ def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
         workers = cluster["cluster"]["worker"]
         int(task["index"])
     except (ValueError, KeyError, TypeError) as error:
-        raise PowerBertError(f"--strategy=multi_worker needs $TF_CONFIG with cluster.worker "
+        raise PowerBertError(f"--distribution=multi_worker needs $TF_CONFIG with cluster.worker "
                              f"and task.type/index (docs/distributed.md); got "
                              f"{os.environ.get('TF_CONFIG', 'nothing')!r} ({error!r})") from None
     if not workers:
-        raise PowerBertError("--strategy=multi_worker: $TF_CONFIG lists no workers")
+        raise PowerBertError("--distribution=multi_worker: $TF_CONFIG lists no workers")
     # A lost peer is detected by the strategy's health check (TensorFlow's default is
     # every 30 s, 3 tries of 10 s); check more often so that survivors stop promptly.
     from tensorflow.python.distribute.collective_all_reduce_strategy import (
@@ -71,7 +71,7 @@ def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as error:
-        raise PowerBertError(f"--strategy=multi_worker: {str(error).splitlines()[0]} (create "
+        raise PowerBertError(f"--distribution=multi_worker: {str(error).splitlines()[0]} (create "
                              f"the strategy before any other TensorFlow work)") from None
 
 

@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
 

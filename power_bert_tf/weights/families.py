@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.data.sentencepiece_tokenizer import SentencePieceTokenizer
 from power_bert_tf.data.tokenizer import BertTokenizer, PackingTokenizer
 from power_bert_tf.errors import PowerBertError

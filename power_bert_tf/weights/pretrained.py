@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 from absl import logging
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.data.tokenizer import PackingTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.encoder import BertEncoder

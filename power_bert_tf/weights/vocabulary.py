@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sentencepiece
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 
 # SentencePiece model file names: Hugging Face's, then Google's ALBERT release's.

@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from power_bert_tf.pipeline.context import Context
 from power_bert_tf.serving.export import export_saved_model
-from power_bert_tf.training.checkpoints import MODEL_FILE, load_model
-
-if TYPE_CHECKING:  # training.phases lists this phase among its PHASE_FUNCTIONS
-    from power_bert_tf.training.phases import Context
+from power_bert_tf.training.checkpoints import load_model
 
 
 def export(ctx: Context) -> dict:
@@ -19,7 +16,7 @@ def export(ctx: Context) -> dict:
     the folder and the commands that inspect, serve and query it.
     """
     config = ctx.config
-    model = load_model(ctx.task_dir / "retrain" / MODEL_FILE, "retrain")
+    model = load_model(ctx.reads("retrain").model, "retrain")
     export_dir = Path(config.export_dir or Path(config.output_dir) / "export")
     path = export_saved_model(
         model, ctx.pretrained.tokenizer(model.encoder.sequence_length), export_dir,
