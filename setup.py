@@ -24,5 +24,5 @@ setup(
         "scipy",
         "matplotlib",  # experiments/ plots
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis", "import-linter", "ruff"]},
 )

@@ -118,7 +118,8 @@ def point(kind: str, label: str, summary: dict) -> dict:
             "baseline_dev": summary["baseline"]["dev"][metric],
             "relative_time": round(1 / summary["speedup"], 4), "speedup": summary["speedup"],
             "speedup_spread": summary.get("speedup_spread"),
-            "retention": summary.get("retention"), "ms_per_batch": summary["power_bert"]["ms_per_batch"],
+            "retention": summary.get("retention"),
+            "ms_per_batch": summary["power_bert"]["ms_per_batch"],
             "baseline_ms_per_batch": summary["baseline"]["ms_per_batch"]}
 
 
@@ -163,7 +164,8 @@ def main(argv):
     FLAGS.task = canonical_task_name(FLAGS.task)
     unknown = set(FLAGS.selections) - {"head", "random"}
     if unknown:
-        raise PowerBertError(f"--selections: unknown {', '.join(sorted(unknown))}; use head, random")
+        raise PowerBertError(f"--selections: unknown {', '.join(sorted(unknown))}; "
+                             f"use head, random")
     suffix = f"_{FLAGS.tag}" if FLAGS.tag else ""
     results = Path(FLAGS.results_dir) / f"tradeoff_{FLAGS.task}{suffix}.json"
     if results.exists() and not FLAGS.overwrite:

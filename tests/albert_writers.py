@@ -67,7 +67,8 @@ def canonical_to_hf(name: str) -> tuple[str, bool]:
     layer = re.fullmatch(r"bert/encoder/transformer/group_(\d+)/inner_group_(\d+)/(.+)", path)
     if layer:
         group, inner, part = layer.groups()
-        hf_path = f"encoder.albert_layer_groups.{group}.albert_layers.{inner}.{_HF_LAYER_PARTS[part]}"
+        hf_path = (f"encoder.albert_layer_groups.{group}.albert_layers.{inner}."
+                   f"{_HF_LAYER_PARTS[part]}")
     else:
         hf_path = {"bert/embeddings/LayerNorm": "embeddings.LayerNorm",
                    "bert/encoder/embedding_hidden_mapping_in":

@@ -40,7 +40,8 @@ EMBEDDING_VARIABLES, BLOCK_VARIABLES, POOLER_VARIABLES = 7, 16, 2
 @pytest.mark.parametrize("num_layers", [1, 3, 6])
 def test_one_set_of_block_variables_for_all_layers(num_layers):
     encoder = AlbertEncoder(**{**ALBERT, "num_layers": num_layers})
-    assert len(encoder.trainable_variables) == EMBEDDING_VARIABLES + BLOCK_VARIABLES + POOLER_VARIABLES
+    assert len(encoder.trainable_variables) == (EMBEDDING_VARIABLES + BLOCK_VARIABLES
+                                                + POOLER_VARIABLES)
     paths = {v.path.split("/")[0] for v in encoder.trainable_variables}
     assert paths == {"embeddings", "embedding_projection", "group_0_attention",
                      "group_0_feed_forward", "pooler"}

@@ -145,5 +145,6 @@ def test_bad_configurations(options, message):
     with pytest.raises(ValueError, match=message) as error:
         BertEncoder(**TINY, **options)
     assert "\n" not in str(error.value)
-    if "retention" in options and "sequence_length" not in options and len(options["retention"]) == 3:
+    if ("retention" in options and "sequence_length" not in options
+            and len(options["retention"]) == 3):
         assert isinstance(error.value, PowerBertError)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from layer_testing import check_layer
-from power_bert_tf.model.encoder import BertEmbedding, FeedForwardBlock, SelfAttentionBlock
+from power_bert_tf.model.blocks import BertEmbedding, FeedForwardBlock, SelfAttentionBlock
 
 RNG = np.random.default_rng(0)
 

@@ -132,7 +132,8 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tiny, tmp_path)
         assert read(multi / phase / "run.json")["config"]["distribution"] == "multi_worker"
     for phase in ("finetune", "search", "retrain"):
         assert_same_training(multi / phase, single / phase)
-    got, want = read(multi / "search" / "retention.json"), read(single / "search" / "retention.json")
+    got = read(multi / "search" / "retention.json")
+    want = read(single / "search" / "retention.json")
     assert got["retention"] == want["retention"]
     np.testing.assert_allclose(got["masses"], want["masses"], atol=WEIGHT_ATOL)
     assert (read(multi / "evaluate" / "run.json")["power_bert"]["dev"]

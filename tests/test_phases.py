@@ -154,7 +154,8 @@ def test_collapsed_search_is_reported(tiny, tmp_path):
 def test_checkpoint_from_another_model_shape(tiny, tmp_path):
     phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
     wider = write_tiny_model(tmp_path / "wider", hidden_size=48)
-    with pytest.raises(PowerBertError, match="has hidden_size=32 but --model .* has hidden_size=48"):
+    with pytest.raises(PowerBertError,
+                       match="has hidden_size=32 but --model .* has hidden_size=48"):
         phases.run(make_config(tiny, tmp_path, phase="search", model=str(wider)))
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from power_bert_tf.serving.export import export_saved_model
 from power_bert_tf.serving.inference import valid_utf8
-from serving_models import N, RETENTION, tiny_classifier, tiny_tokenizer
+from serving_models import RETENTION, tiny_classifier, tiny_tokenizer
 
 LABELS = ("neg", "pos")
 HUGE_CHARS = 100_000
@@ -76,7 +76,8 @@ SCRIPT = textwrap.dedent("""
         t.start()
     for t in threads:
         t.join()
-    out["threads_max_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(sequential, concurrent))
+    out["threads_max_diff"] = max(float(np.abs(a - b).max())
+                                  for a, b in zip(sequential, concurrent))
     out["threads_done"] = sum(c is not None for c in concurrent)
 
     errors = {}

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import keras
 
-from power_bert_tf.model.encoder import (BertEmbedding, BertEncoder, Blocks,
-                                         FeedForwardBlock, SelfAttentionBlock)
+from power_bert_tf.model.blocks import BertEmbedding, FeedForwardBlock, SelfAttentionBlock
+from power_bert_tf.model.encoder import BertEncoder, Blocks
 
 
 @keras.saving.register_keras_serializable(package="power_bert_tf")

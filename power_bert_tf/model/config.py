@@ -48,7 +48,8 @@ class EncoderConfig:
                      "intermediate_size", "max_sequence_length", "type_vocabulary_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise PowerBertError(f"encoder config: {name} must be a positive integer, got {value!r}")
+                raise PowerBertError(f"encoder config: {name} must be a positive integer, "
+                                     f"got {value!r}")
         if self.hidden_size % self.num_heads:
             raise PowerBertError(
                 f"encoder config: hidden_size {self.hidden_size} is not divisible by "

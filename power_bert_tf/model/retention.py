@@ -35,7 +35,8 @@ class RetentionConfig:
         object.__setattr__(self, "kept", tuple(self.kept))
         n = self.sequence_length
         if not isinstance(n, int) or n < 1:
-            raise PowerBertError(f"retention configuration: sequence length must be >= 1, got {n!r}")
+            raise PowerBertError(f"retention configuration: sequence length must be >= 1, "
+                                 f"got {n!r}")
         if not self.kept:
             raise PowerBertError("retention configuration is empty")
         previous = n
@@ -45,7 +46,8 @@ class RetentionConfig:
                     f"retention configuration: layer {layer} keeps {count!r}, not an integer")
             if count < 1:
                 raise PowerBertError(
-                    f"retention configuration: layer {layer} keeps {count}; every layer must keep >= 1")
+                    f"retention configuration: layer {layer} keeps {count}; every layer "
+                    f"must keep >= 1")
             if count > n:
                 raise PowerBertError(
                     f"retention configuration: layer {layer} keeps {count} > sequence length {n}")
@@ -72,7 +74,8 @@ class RetentionConfig:
             kept = tuple(int(part) for part in text.replace(" ", "").split(","))
         except ValueError:
             raise PowerBertError(
-                f"retention configuration {text!r} is not a comma-separated list of integers") from None
+                f"retention configuration {text!r} is not a comma-separated list of "
+                f"integers") from None
         return cls(kept, sequence_length)
 
     def to_dict(self) -> dict:

@@ -43,9 +43,11 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, tf.errors.OpError) as error:
-            raise PowerBertError(f"--distribution=tpu: no TPU found ({str(error).splitlines()[0]})") from None
+            raise PowerBertError(f"--distribution=tpu: no TPU found "
+                                 f"({str(error).splitlines()[0]})") from None
         return tf.distribute.TPUStrategy(resolver)
-    raise PowerBertError(f"--distribution={name!r} is not one of default, mirrored, multi_worker, tpu")
+    raise PowerBertError(f"--distribution={name!r} is not one of default, mirrored, "
+                         f"multi_worker, tpu")
 
 
 def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
