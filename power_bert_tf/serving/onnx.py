@@ -54,8 +54,10 @@ def _erfc_handler(ctx, node, name, args) -> None:
                                   inputs=[one.output[0], node.output[0]])
 
 
-def onnx_function(model: BertClassifier, sequence_length: int) -> tf.function:
-    """int32 (B, N) features -> {"logits": (B, C), "kept_positions_j": (B, l_j) per layer}."""
+def onnx_function(model: BertClassifier, sequence_length: int | None) -> tf.function:
+    """int32 (B, N) features -> {"logits": (B, C), "kept_positions_j": (B, l_j) per layer}.
+
+    N = `sequence_length`; None leaves the length dynamic (plain models)."""
     encoder = model.encoder
     logits_layer, dropout_layer = model.get_layer("logits"), model.get_layer("classifier_dropout")
 
@@ -73,17 +75,36 @@ def onnx_function(model: BertClassifier, sequence_length: int) -> tf.function:
         tf.TensorSpec((None, sequence_length), tf.int32, name=name) for name in INPUT_NAMES])
 
 
-def convert(model: BertClassifier, path: Path, sequence_length: int) -> Path:
-    """Writes `model` at input length N = `sequence_length` as an ONNX file at `path`."""
+def convert(model: BertClassifier, path: Path, sequence_length: int | None) -> Path:
+    """Writes `model` at input length N = `sequence_length` (None: any length, plain
+    models only) as one self-contained ONNX file at `path`.
+
+    tf2onnx converts in its "large model" mode, which keeps the weights out of the graph
+    while its optimisers rewrite it (otherwise each pass copies every weight; BERT-base
+    then takes minutes and over 10 GB); the weights are put back in the file after.
+    """
+    import onnx
     import tf2onnx
 
     if model.encoder.extract == "soft":
         raise PowerBertError("a search (Soft-Extract) model cannot be exported: export the "
                              "retrained (Hard-Extract) or the fine-tuned model")
+    if sequence_length is None and model.encoder.extract == "hard":
+        raise PowerBertError("a Hard-Extract model needs a fixed sequence_length for ONNX")
     function = onnx_function(model, sequence_length)
-    tf2onnx.convert.from_function(
+    if not hasattr(np, "product"):  # tf2onnx 1.17's large-model path calls np.product,
+        np.product = np.prod        # which NumPy 2 removed; np.prod is the same function
+    proto, storage = tf2onnx.convert.from_function(
         function, input_signature=function.input_signature, opset=OPSET,
-        custom_op_handlers={"Erfc": (_erfc_handler, [])}, output_path=str(path))
+        custom_op_handlers={"Erfc": (_erfc_handler, [])}, large_model=True)
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next(entry.value for entry in tensor.external_data
+                            if entry.key == "location")
+            tensor.raw_data = storage.name_to_tensor_data[location]
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+    onnx.save(proto, str(path))
     return path
 
 
