@@ -176,3 +176,34 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return target
+
+
+def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: int | None,
+                          workdir: Path) -> Path:
+    """`convert` in a child process, so that the converter's peak memory (about 10 GB for
+    BERT-base: tf2onnx holds many copies of the frozen weights) is returned to the
+    system when it ends; the model travels as a .keras file in `workdir`."""
+    import subprocess
+    import sys
+
+    saved = Path(workdir) / f"{Path(path).stem}.keras"
+    model.save(saved)
+    command = [sys.executable, "-m", "power_bert_tf.serving.onnx", str(saved), str(path),
+               str(sequence_length or 0)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    saved.unlink()
+    if result.returncode != 0:
+        raise PowerBertError(f"ONNX conversion failed (exit status {result.returncode}): "
+                             f"{result.stderr.strip().splitlines()[-1:]}")
+    return Path(path)
+
+
+if __name__ == "__main__":  # python -m power_bert_tf.serving.onnx MODEL.keras OUT.onnx N (0: any)
+    import sys
+
+    import keras
+
+    import power_bert_tf.model.classifier  # noqa: F401  (registers the Keras classes)
+
+    convert(keras.saving.load_model(sys.argv[1], compile=False), Path(sys.argv[2]),
+            int(sys.argv[3]) or None)
