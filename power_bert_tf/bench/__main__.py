@@ -44,6 +44,9 @@ flags.DEFINE_string("onnx_cache", str(_DEFAULTS.onnx_cache), "Folder keeping the
                     "ONNX files between runs, keyed by case, seed, tf2onnx and the converter's "
                     "code (a BERT-base conversion takes minutes on 2 cores); empty: convert "
                     "every time.")
+flags.DEFINE_integer("onnx_max_parameters", _DEFAULTS.onnx_max_parameters, "Models with more "
+                     "weights are not converted to ONNX (tf2onnx 1.17 went past 19 GB on "
+                     "BERT-base); raise it on a machine with more memory.")
 flags.DEFINE_integer("clients", _DEFAULTS.clients, "Concurrent clients (threads) of the "
                      "concurrency section.")
 flags.DEFINE_integer("requests", _DEFAULTS.requests, "One-sentence requests per client per "
@@ -107,7 +110,8 @@ FLAGS = flags.FLAGS
 def config_from_flags() -> BenchConfig:
     return BenchConfig(
         sections=tuple(FLAGS.sections), runtime_cases=tuple(FLAGS.runtime_cases),
-        onnx=FLAGS.onnx, onnx_cache=FLAGS.onnx_cache or None, clients=FLAGS.clients, requests=FLAGS.requests,
+        onnx=FLAGS.onnx, onnx_cache=FLAGS.onnx_cache or None,
+        onnx_max_parameters=FLAGS.onnx_max_parameters, clients=FLAGS.clients, requests=FLAGS.requests,
         concurrency_precision=FLAGS.concurrency_precision,
         concurrency_repeats=FLAGS.concurrency_repeats,
         cases=tuple(FLAGS.cases), batch_sizes=tuple(_integers("batch_sizes")),

@@ -31,7 +31,7 @@ from power_bert_tf.bench.onednn import measure_onednn
 from power_bert_tf.bench.padding import DEFAULT_PADDING_RETENTION, measure_padding, tokenize
 from power_bert_tf.bench.report import (Report, check_new, default_output, detect_device,
                                         machine_info, provenance, render, write_report)
-from power_bert_tf.bench.runtimes import measure_runtimes
+from power_bert_tf.bench.runtimes import ONNX_MAX_PARAMETERS, measure_runtimes
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig
 from power_bert_tf.serving.precision import PRECISIONS, is_accelerator
@@ -55,6 +55,7 @@ class BenchConfig:
         runtime_cases: `bench.cases.RUNTIME_CASES` names of the runtimes and onednn sections.
         onnx: include the ONNX Runtime rows (skipped with a note if not installed).
         onnx_cache: folder keeping converted ONNX files between runs; None: none.
+        onnx_max_parameters: larger models are not converted to ONNX (memory).
         repeats: interleaved timed rounds (runtimes, modes, onednn).
         heavy_gflops: GFLOP per batch of the plain model above which a row is heavy.
         heavy_repeats: timed rounds of a heavy case or row.
@@ -74,6 +75,7 @@ class BenchConfig:
     runtime_cases: tuple[str, ...] = DEFAULT_RUNTIME_CASES
     onnx: bool = True
     onnx_cache: Path | None = Path("checkpoints/onnx_cache")
+    onnx_max_parameters: int = ONNX_MAX_PARAMETERS
     repeats: int = 5
     heavy_gflops: float = 100.0
     heavy_repeats: int = 3
@@ -164,7 +166,8 @@ def run(config: BenchConfig) -> tuple[Report, Path]:
             runtimes.append(measure_runtimes(
                 runtime_case(name, pretrained), heavy_gflops=config.heavy_gflops,
                 repeats=_repeats(runtime_case(name, pretrained), config), seed=config.seed,
-                use_onnx=config.onnx, onnx_cache=config.onnx_cache))
+                use_onnx=config.onnx, onnx_cache=config.onnx_cache,
+                onnx_max_parameters=config.onnx_max_parameters))
     if "onednn" in config.sections and is_accelerator():
         notes.append("onednn: skipped, XLA runs on the accelerator here")
     elif "onednn" in config.sections:
