@@ -30,7 +30,8 @@ from power_bert_tf.bench.modes import MODES, PeakMemory, benchmark_cases
 from power_bert_tf.bench.onednn import measure_onednn
 from power_bert_tf.bench.padding import DEFAULT_PADDING_RETENTION, measure_padding, tokenize
 from power_bert_tf.bench.report import (Report, check_new, default_output, detect_device,
-                                        machine_info, provenance, render, write_report)
+                                        git_commit, machine_info, provenance, render,
+                                        write_report)
 from power_bert_tf.bench.runtimes import ONNX_MAX_PARAMETERS, measure_runtimes
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig
@@ -147,7 +148,7 @@ def _sst2_dev(config: BenchConfig) -> list[str] | None:
 def run(config: BenchConfig) -> tuple[Report, Path]:
     """Measures the sections `config` asks for, prints the tables and writes the JSON and
     markdown (checked first: an existing output is an error before anything runs)."""
-    started, load_at_start = time.time(), os.getloadavg()
+    started, load_at_start, commit = time.time(), os.getloadavg(), git_commit()
     device = config.device or detect_device()
     output = config.output or default_output(config.results_dir, device)
     check_new(output)
@@ -213,8 +214,8 @@ def run(config: BenchConfig) -> tuple[Report, Path]:
             batch_size=config.padding_batch_size, repeats=config.padding_repeats,
             seed=config.seed, retention_source=source)
     settings = {**config.to_dict(), "device": device, "output": str(output)}
-    report = Report(datetime.datetime.now().isoformat(timespec="seconds"),
-                    machine_info(device), provenance(started, load_at_start, time.time()),
+    report = Report(datetime.datetime.now().isoformat(timespec="seconds"), machine_info(device),
+                    provenance(started, load_at_start, commit, time.time()),
                     settings, memory.description, tuple(runtimes), tuple(onednn), concurrency,
                     tuple(rows), padding, tuple(notes))
     print("\n" + render(report, markdown=False), flush=True)

@@ -100,10 +100,12 @@ def git_commit() -> dict[str, Any]:
             "dirty": None if status is None else bool(status)}
 
 
-def provenance(started: float, load_at_start: Sequence[float], ended: float) -> dict[str, Any]:
+def provenance(started: float, load_at_start: Sequence[float], commit: dict[str, Any],
+               ended: float) -> dict[str, Any]:
+    """The command, the git state at the start (`git_commit()`), wall time, load average."""
     return {"command": " ".join([Path(sys.executable).name, "-m", "power_bert_tf.bench",
                                  *sys.argv[1:]]),
-            **git_commit(), "wall_seconds": round(ended - started, 1),
+            **commit, "wall_seconds": round(ended - started, 1),
             "load_average_start": [round(x, 2) for x in load_at_start],
             "load_average_end": [round(x, 2) for x in os.getloadavg()]}
 

@@ -41,7 +41,7 @@ from power_bert_tf.serving.timing import paired_speedup, time_interleaved
 MODELS = ("plain", "power-bert")
 # tf2onnx 1.17 holds many copies of the frozen weights: converting BERT-base (110M
 # parameters) went past 19 GB on the 23 GB machine the committed results come from and
-# was killed, while MiniLM (22M) converts in about 2 GB.
+# was killed, while MiniLM (22M) converts.
 ONNX_MAX_PARAMETERS = 50_000_000
 STACKING_THRESHOLD = 0.8
 
