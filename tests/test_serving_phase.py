@@ -65,3 +65,16 @@ def test_onnx_export_phase(retrained, capsys):
     with pytest.raises(PowerBertError, match="--format=onnx writes float32 and int8 models"):
         export(phases.make_context(make_config(retrained, export_format="onnx",
                                                precision="bf16")))
+
+
+def test_evaluate_in_bf16(retrained):
+    config = make_config(retrained, phase="evaluate", precision="bf16", timing_repeats=1,
+                         overwrite=True)
+    summary = phases.evaluate(phases.make_context(config))
+    assert (summary["precision"], summary["jit_compile"]) == ("bf16", False)  # CPU: graph
+    fp32 = phases.evaluate(phases.make_context(make_config(
+        retrained, phase="evaluate", timing_repeats=1, overwrite=True)))
+    assert (fp32["precision"], fp32["jit_compile"]) == ("fp32", True)
+    # 8 dev examples: bfloat16 may flip a near-tie, not more.
+    assert abs(summary["power_bert"]["dev"]["accuracy"]
+               - fp32["power_bert"]["dev"]["accuracy"]) <= 0.125
