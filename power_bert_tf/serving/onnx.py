@@ -180,8 +180,8 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
 
 def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: int | None,
                           workdir: Path) -> Path:
-    """`convert` in a child process, so that the converter's peak memory (about 10 GB for
-    BERT-base: tf2onnx holds many copies of the frozen weights) is returned to the
+    """`convert` in a child process, so that the converter's peak memory (tf2onnx holds
+    many copies of the frozen weights; past 19 GB for BERT-base) is returned to the
     system when it ends; the model travels as a .keras file in `workdir`."""
     import subprocess
     import sys

@@ -5,20 +5,22 @@ policy and copies the weights into it, rounded to bfloat16: every matrix multipl
 the attention softmax and the significance score run in bfloat16 (Keras's
 LayerNormalization computes its statistics in float32), while the inputs stay int32
 ids and the logits layer stays float32, so a caller sees float32 (B, C) logits as
-before. Weights stored in bfloat16 are not cast again on every call, which matters
-at batch 1, where reading the weights dominates.
+before. The weights are stored in bfloat16, so they are not cast again on every call
+(as under Keras's "mixed_bfloat16" policy).
 
 Which execution path is fastest depends on the device and the precision, so it is
 measured (`python -m power_bert_tf.bench`, "runtimes" table: TF graph vs. XLA per
 precision) and the measured choice is `default_jit_compile`:
 
-- CPU, float32: XLA (tf.function(jit_compile=True)); XLA and TF's graph executor run
-  BERT-base's float32 matrix multiplies at about the same speed, and XLA fuses the
-  element-wise work around them.
-- CPU, bfloat16: TF's graph executor. It sends bfloat16 matrix multiplies to oneDNN,
-  which uses AMX / AVX-512 BF16 where the CPU has them; XLA:CPU does not, and its
-  bfloat16 programs are slower than its float32 ones.
-- GPU / TPU: XLA for both.
+- CPU, float32: XLA. In experiments/results/bench_cpu2_20261129-072853.json (2-core Xeon
+  with AMX) XLA was faster for MiniLM at batch 32 (643 vs 698 ms plain, 274 vs 331 ms
+  PoWER-BERT) and within 5% of the graph at BERT-base batch 1 (238 vs 223 ms plain, 131
+  vs 134 ms PoWER-BERT).
+- CPU, bfloat16: TF's graph executor, which sends bfloat16 matrix multiplies to oneDNN
+  (AMX / AVX-512 BF16 where the CPU has them). XLA:CPU's bfloat16 programs were 1.6x-2.4x
+  slower there (BERT-base batch 1: 296 vs 122 ms plain, 180 vs 76 ms PoWER-BERT; MiniLM
+  batch 32: 886 vs 570 ms, 411 vs 253 ms).
+- GPU / TPU: XLA for both (not measured here).
 """
 from __future__ import annotations
 

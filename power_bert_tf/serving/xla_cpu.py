@@ -1,9 +1,13 @@
 """XLA on CPU: matrix multiplies through oneDNN, as TensorFlow's graph executor does.
 
 XLA:CPU emits its own matrix multiplies by default; TensorFlow's graph mode calls oneDNN's.
-At BERT-base shapes on 2 CPU cores XLA's are about 20% slower (8192x768 by 768x3072:
-236 ms against 200 ms), which makes an XLA graph slower than a plain one. XLA's oneDNN dot
-fusion closes the gap (`python -m power_bert_tf.bench --xla_cpu_onednn`).
+Whether routing XLA's through oneDNN helps depends on the shapes, so `make bench` measures
+it (the onednn section: the same model in this process and in a child process with these
+flags, passes interleaved). In experiments/results/bench_cpu2_20261129-072853.json
+(2-core Xeon with AMX, under load) it made PoWER-BERT 1.14x faster at BERT-base batch 32,
+N=256, 0.85x-0.87x (slower) at BERT-base batch 1, N=128, and changed MiniLM at batch 32,
+N=64 by less than the noise (0.99x plain, 1.05x PoWER-BERT). Use it only for large
+batches, and measure on your CPU first (`python -m power_bert_tf.bench --sections=onednn`).
 
 XLA reads `XLA_FLAGS` once, at the first compilation in the process: call `use_onednn_dots`
 before anything runs with `jit_compile=True`. For TF Serving, set the same variable in the
