@@ -12,14 +12,14 @@ Which execution path is fastest depends on the device and the precision, so it i
 measured (`python -m power_bert_tf.bench`, "runtimes" table: TF graph vs. XLA per
 precision) and the measured choice is `default_jit_compile`:
 
-- CPU, float32: XLA. In experiments/results/bench_cpu2_20261129-072853.json (2-core Xeon
-  with AMX) XLA was faster for MiniLM at batch 32 (643 vs 698 ms plain, 274 vs 331 ms
-  PoWER-BERT) and within 5% of the graph at BERT-base batch 1 (238 vs 223 ms plain, 131
-  vs 134 ms PoWER-BERT).
+- CPU, float32: XLA. In experiments/results/bench_cpu2_20261129-075105.json (2-core Xeon
+  with AMX, shared) XLA was faster for MiniLM at batch 32 (414 vs 463 ms plain, 271 vs
+  285 ms PoWER-BERT) and at BERT-base batch 1 as fast as the graph or faster (215 vs
+  214 ms plain, 113 vs 122 ms PoWER-BERT).
 - CPU, bfloat16: TF's graph executor, which sends bfloat16 matrix multiplies to oneDNN
-  (AMX / AVX-512 BF16 where the CPU has them). XLA:CPU's bfloat16 programs were 1.6x-2.4x
-  slower there (BERT-base batch 1: 296 vs 122 ms plain, 180 vs 76 ms PoWER-BERT; MiniLM
-  batch 32: 886 vs 570 ms, 411 vs 253 ms).
+  (AMX / AVX-512 BF16 where the CPU has them). XLA:CPU's bfloat16 programs were 1.3x-2.6x
+  slower there (BERT-base batch 1: 280 vs 109 ms plain, 179 vs 74 ms PoWER-BERT; MiniLM
+  batch 32: 665 vs 384 ms, 331 vs 248 ms).
 - GPU / TPU: XLA for both (not measured here).
 """
 from __future__ import annotations
