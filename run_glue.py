@@ -96,6 +96,11 @@ flags.DEFINE_string("export_dir", None, "--phase=export: TF Serving model base f
                     "<export_dir>/<task>/<version>/. Default: <output_dir>/export.")
 flags.DEFINE_integer("export_version", None, "--phase=export: version number; default 1 + "
                      "the largest existing one. An existing version is never overwritten.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "onnx"], "--phase=export: a TF "
+                  "Serving SavedModel, or ONNX (float32 and int8) for ONNX Runtime.")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Inference precision of evaluate and "
+                  "export (SavedModel): bf16 computes the encoder in bfloat16; inputs and "
+                  "outputs stay int32 / float32.")
 flags.DEFINE_string("train_file", None, "--task=custom: training file, .tsv, .csv (quoted "
                     "fields may hold commas and newlines) or .jsonl (one JSON object a line).")
 flags.DEFINE_string("dev_file", None, "--task=custom: dev file (.tsv, .csv or .jsonl).")
@@ -172,6 +177,7 @@ def config_from_flags() -> RunConfig:
         distribution=FLAGS.distribution, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
         dynamic_padding=FLAGS.dynamic_padding,
         export_dir=FLAGS.export_dir, export_version=FLAGS.export_version,
+        export_format=FLAGS.format, precision=FLAGS.precision,
         custom=_custom_spec())
 
 

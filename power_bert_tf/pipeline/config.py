@@ -81,6 +81,8 @@ class RunConfig:
     dynamic_padding: bool = True
     export_dir: str | None = None  # None: <output_dir>/export
     export_version: int | None = None  # None: 1 + the largest existing version
+    export_format: str = "saved_model"  # or "onnx"
+    precision: str = "fp32"  # inference precision of evaluate / export: fp32 or bf16
     custom: CustomTaskSpec | None = None
 
     def __post_init__(self) -> None:
@@ -104,6 +106,11 @@ class RunConfig:
         for name in ("learning_rate", "soft_extract_learning_rate"):
             if getattr(self, name) <= 0:
                 raise PowerBertError(f"--{name} must be > 0, got {getattr(self, name)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise PowerBertError(f"--precision={self.precision!r} is not one of fp32, bf16")
+        if self.export_format not in ("saved_model", "onnx"):
+            raise PowerBertError(f"--format={self.export_format!r} is not one of "
+                                 f"saved_model, onnx")
         if self.target_speedup is not None:
             if self.mass_lambda is not None:
                 raise PowerBertError("--target_speedup and --lambda are exclusive: the target "
