@@ -95,11 +95,10 @@ def test_search_trains_r_at_its_own_learning_rate(search_step):
     assert max(dense) == pytest.approx(BERT_RATE, rel=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Keras 3 Adam applies an embedding's IndexedSlices gradient slice by slice: with an id "
-    "repeated n times, v sums the squares and the step grows up to sqrt(n) times the "
-    "learning rate; the reference's Adam densifies the gradient first"))
 def test_embedding_rows_step_at_most_the_learning_rate(search_step):
+    """Keras 3's Adam applies an embedding's IndexedSlices gradient slice by slice (a row
+    whose id repeats n times would step up to sqrt(n) x the rate); the trainer densifies
+    it first, as the reference's Adam does."""
     _, steps = search_step
     embeddings = [step for path, step in steps.items() if path.startswith("embeddings/")
                   and path.endswith("_embeddings/embeddings")]

@@ -80,7 +80,11 @@ class Trainer:
             loss = tf.nn.compute_average_loss(self._loss(labels, outputs))
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
-        gradients = tape.gradient(loss, flat_variables)
+        # Embedding gradients arrive as IndexedSlices, which Keras' Adam applies slice by
+        # slice: a repeated id's row would step up to sqrt(repeats) x the learning rate.
+        # Dense, as the reference's Adam takes them.
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in tape.gradient(loss, flat_variables)]
         start = 0
         for group, variables in zip(self.groups, self._variables):
             grads = gradients[start:start + len(variables)]
