@@ -76,7 +76,8 @@ SCRIPT = textwrap.dedent("""
         t.start()
     for t in threads:
         t.join()
-    out["threads_max_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(sequential, concurrent))
+    out["threads_max_diff"] = max(float(np.abs(a - b).max())
+                                  for a, b in zip(sequential, concurrent))
     out["threads_done"] = sum(c is not None for c in concurrent)
 
     errors = {}

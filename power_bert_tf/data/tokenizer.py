@@ -110,7 +110,8 @@ class PackingTokenizer(tf.Module):
         """(B,) strings -> {"input_word_ids", "input_mask", "input_type_ids"}, each int32 (B, L).
 
         Each text is first cut to `max_chars` characters. Packs [CLS] a [SEP] (type id 0)
-        and b [SEP] (type id 1) after longest-first truncation to L = max_seq_length; the mask is 1 on real tokens, and padding is the pad id in ids
+        and b [SEP] (type id 1) after longest-first truncation to L = max_seq_length; the
+        mask is 1 on real tokens, and padding is the pad id in ids
         and 0 in mask and type ids.
         """
         segments = [self.tokenize(self.cut(text_a))]
