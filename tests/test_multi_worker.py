@@ -2,8 +2,14 @@
 
 Each worker is a `run_glue.py` process with one CPU replica, so the global batch of 8
 is 4 + 4. The single-process run it is compared with trains the same global batch on
-one replica; the two differ only by the order of floating-point sums, hence the
-tolerances (relative 1e-4 on losses, absolute 1e-4 on weights and r masses).
+one replica; the two differ only by the order of floating-point sums. Training losses
+agree to 1e-3 (relative; measured: at most 1.4e-4, in the third phase) and dev metrics
+exactly. Weights are not compared: Adam divides
+each gradient by its own running size, so where a true gradient is zero and float noise
+decides its sign, a step moves that weight by up to the learning rate either way
+(measured: about 10% of an FFN kernel's elements). The models' dev logits agree to 5e-3
+(measured: at most 1.1e-3, on logits of size 0.02-0.09 of this barely trained tiny
+model), r masses to 1e-2 (sums of 16 r) and the retention configurations exactly.
 """
 import json
 import os
@@ -17,12 +23,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from power_bert_tf.pipeline import phases
+from power_bert_tf.weights import load_pretrained
 from tiny_task import tiny_run_config, write_tiny_model, write_tiny_task
 
 ROOT = Path(__file__).parents[1]
-LOSS_RTOL, WEIGHT_ATOL = 1e-4, 1e-4
+LOSS_RTOL, LOGIT_ATOL, MASS_ATOL = 1e-3, 5e-3, 1e-2
 LOST_WORKER_SECONDS = 90  # health check every 5 s; generous for 2 busy cores
 
 pytestmark = pytest.mark.slow
@@ -96,19 +104,21 @@ def read(path: Path):
     return json.loads(path.read_text())
 
 
-def weights(path: Path) -> list[np.ndarray]:
-    return [np.asarray(w) for w in keras.saving.load_model(path).weights]
+def dev_logits(path: Path, tiny) -> np.ndarray:
+    texts = [line.split("\t")[0] for line in tiny["dev"].read_text().splitlines()[1:]]
+    features = load_pretrained(str(tiny["model"])).tokenizer(16)(tf.constant(texts))
+    return keras.saving.load_model(path)(features, training=False).numpy()
 
 
-def assert_same_training(actual: Path, expected: Path) -> None:
-    """Two runs of a phase: the same losses, dev metrics and final weights."""
+def assert_same_training(actual: Path, expected: Path, tiny) -> None:
+    """Two runs of a phase: the same losses and dev metrics, close dev logits."""
     got, want = read(actual / "history.json"), read(expected / "history.json")
     assert [h["epoch"] for h in got] == [h["epoch"] for h in want]
     for a, b in zip(got, want):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=LOSS_RTOL)
         assert a["dev"] == pytest.approx(b["dev"], abs=1e-6)
-    for a, b in zip(weights(actual / "model.keras"), weights(expected / "model.keras")):
-        np.testing.assert_allclose(a, b, atol=WEIGHT_ATOL)
+    np.testing.assert_allclose(dev_logits(actual / "model.keras", tiny),
+                               dev_logits(expected / "model.keras", tiny), atol=LOGIT_ATOL)
 
 
 def test_two_workers_match_one_process_and_only_the_chief_writes(tiny, tmp_path):
@@ -131,11 +141,11 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tiny, tmp_path)
     for phase in ("finetune", "search", "retrain", "evaluate"):
         assert read(multi / phase / "run.json")["config"]["distribution"] == "multi_worker"
     for phase in ("finetune", "search", "retrain"):
-        assert_same_training(multi / phase, single / phase)
+        assert_same_training(multi / phase, single / phase, tiny)
     got = read(multi / "search" / "retention.json")
     want = read(single / "search" / "retention.json")
     assert got["retention"] == want["retention"]
-    np.testing.assert_allclose(got["masses"], want["masses"], atol=WEIGHT_ATOL)
+    np.testing.assert_allclose(got["masses"], want["masses"], atol=MASS_ATOL)
     assert (read(multi / "evaluate" / "run.json")["power_bert"]["dev"]
             == read(single / "evaluate" / "run.json")["power_bert"]["dev"])
 
@@ -175,4 +185,4 @@ def test_a_killed_worker_stops_the_other_and_resume_loses_nothing(tiny, tmp_path
 
     phases.run(tiny_run_config(tiny["model"], tiny["train"], tiny["dev"], tmp_path / "single",
                                phase="finetune", finetune_epochs=2, eval_batch_size=8))
-    assert_same_training(finetune, tmp_path / "single" / "custom" / "finetune")
+    assert_same_training(finetune, tmp_path / "single" / "custom" / "finetune", tiny)

@@ -16,7 +16,8 @@ def finetune(ctx: Context) -> dict:
     folder = ctx.prepare_output("finetune")
     with ctx.strategy.scope():
         encoder = ctx.pretrained.build_encoder(sequence_length=config.max_seq_length)
-        model = BertClassifier(encoder, ctx.task.num_classes)
+        model = BertClassifier(encoder, ctx.task.num_classes,
+                               dropout=ctx.pretrained.config.dropout)  # as Hugging Face's
         optimizer = adam(config.learning_rate, total_steps(ctx, config.finetune_epochs),
                          config.warmup_proportion, "adam")
     history, best = fit_phase(ctx, "finetune", model, [OptimizerGroup(optimizer, lambda v: True)],

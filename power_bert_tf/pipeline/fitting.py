@@ -23,7 +23,8 @@ def build_classifier(ctx: Context, **extract) -> BertClassifier:
     with ctx.strategy.scope():
         encoder = build_encoder(ctx.pretrained.config,
                                 sequence_length=ctx.config.max_seq_length, **extract)
-        return BertClassifier(encoder, ctx.task.num_classes)
+        return BertClassifier(encoder, ctx.task.num_classes,
+                              dropout=ctx.pretrained.config.dropout)
 
 
 def total_steps(ctx: Context, epochs: int) -> int:
