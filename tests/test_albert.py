@@ -220,3 +220,30 @@ def test_model_type_flag_with_a_bert_folder_is_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: model type albert was asked for, but {bert} holds a "
                       f"huggingface BERT model"], result.stderr[-2000:]
+
+
+def test_public_accessors_run_the_layers_by_hand():
+    """`embedded`, `blocks` and `extract_slot` reach every part of an ALBERT encoder
+    (blocks shared by groups), so analyses that step through layers run on it too."""
+    import numpy as np
+
+    from conftest import random_inputs
+
+    encoder = AlbertEncoder(**{**ALBERT, "num_layers": 4}, num_hidden_groups=2, extract="hard",
+                            retention=[12, 8, 6, 4], sequence_length=16)
+    features = random_inputs(2, 16, lengths=[16, 9])
+    hidden, mask = encoder.embedded(features), features["input_mask"]
+    for j in range(1, encoder.num_layers + 1):
+        attention, feed_forward = encoder.blocks(j)
+        hidden, probs = attention(hidden, mask)
+        assert encoder.extract_slot(j).retain == [12, 8, 6, 4][j - 1]
+    assert encoder.blocks(1)[0] is encoder.blocks(2)[0]  # a group's layers share blocks
+    assert encoder.blocks(1)[0] is not encoder.blocks(3)[0]
+    plain = AlbertEncoder(**ALBERT)
+    full = plain(features)["encoder_outputs"][-1]
+    hidden = plain.embedded(features)
+    for j in range(1, plain.num_layers + 1):
+        attention, feed_forward = plain.blocks(j)
+        hidden = feed_forward(attention(hidden, mask)[0])
+        assert plain.extract_slot(j) is None
+    np.testing.assert_allclose(np.asarray(hidden), np.asarray(full), atol=1e-5)

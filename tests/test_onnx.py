@@ -159,3 +159,10 @@ def test_versions_are_never_overwritten_and_albert_is_refused(exported, model):
     with pytest.raises(PowerBertError, match="the labels need 3"):
         export_onnx(model, exported["root"] / "export", "sst2", **{**options,
                                                                   "labels": ("a", "b", "c")})
+
+
+def test_the_standalone_runtime_names_the_inputs_as_the_package_does():
+    from power_bert_tf.data.tokenizer import INPUT_NAMES
+    from power_bert_tf.serving import onnx_runtime
+
+    assert onnx_runtime.INPUT_NAMES == INPUT_NAMES

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.serving.inference import INPUT_NAMES
+from power_bert_tf.data.tokenizer import INPUT_NAMES
 from power_bert_tf.serving.precision import with_precision
 
 VARIANTS = ("tf fp32", "tf bf16", "ort fp32", "ort int8")

@@ -28,7 +28,7 @@ import tensorflow as tf
 from power_bert_tf.bench.cases import Case, Inputs, build_pair, random_inputs
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import flop_bound
-from power_bert_tf.serving.inference import INPUT_NAMES
+from power_bert_tf.data.tokenizer import INPUT_NAMES
 from power_bert_tf.serving.timing import Timing, paired_speedup, time_interleaved
 
 MODES = ("eager", "graph", "xla", "saved_model")

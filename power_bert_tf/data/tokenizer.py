@@ -25,6 +25,8 @@ import tensorflow_text as tf_text
 
 from power_bert_tf.errors import PowerBertError
 
+# The encoder's inputs, each (B, L) int32, as every tokenizer and model here names them.
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 _SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _MAX_CHARS_PER_WORD = 100
 # Raw text is cut to this many characters per position of N before tokenising, which

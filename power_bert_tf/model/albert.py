@@ -67,6 +67,10 @@ class AlbertEncoder(BertEncoder):
                   for g in range(groups)]
         return [shared[layer * groups // num_layers] for layer in range(num_layers)]
 
+    def embedded(self, features: dict):
+        """(B, T, D): the (B, T, E) embeddings projected to the hidden width."""
+        return self.get_layer("embedding_projection")(super().embedded(features))
+
     def get_config(self):
         return {**super().get_config(), "embedding_size": self.embedding_size,
                 "num_hidden_groups": self.num_hidden_groups}

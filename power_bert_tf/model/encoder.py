@@ -151,6 +151,7 @@ class BertEncoder(keras.Model):
             "kept_positions": outputs["kept_positions"],
         }, **kwargs)
 
+        self._block_names = [(attention.name, ff.name) for attention, ff in blocks]
         self.vocabulary_size = vocabulary_size
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -188,6 +189,25 @@ class BertEncoder(keras.Model):
                  FeedForwardBlock(hidden_size, intermediate_size, activation, dropout,
                                   layer_norm_epsilon, name=f"layer_{j}_feed_forward"))
                 for j in range(1, num_layers + 1)]
+
+    def embedded(self, features: dict) -> "keras.KerasTensor":
+        """(B, T, D) inputs of layer 1 for `features` (the embeddings, inference mode)."""
+        return self.get_layer("embeddings")(features["input_word_ids"],
+                                            features["input_type_ids"])
+
+    def blocks(self, j: int) -> tuple[SelfAttentionBlock, FeedForwardBlock]:
+        """Layer j's (attention, feed-forward) blocks, 1-based; shared across layers in
+        ALBERT. The extract slot between them is `extract_slot(j)`."""
+        if not 1 <= j <= self.num_layers:
+            raise ValueError(f"layer {j} is not in [1, {self.num_layers}]")
+        attention, feed_forward = self._block_names[j - 1]
+        return self.get_layer(attention), self.get_layer(feed_forward)
+
+    def extract_slot(self, j: int) -> keras.layers.Layer | None:
+        """Layer j's extract layer (SoftExtract or HardExtract), None in a plain encoder."""
+        if self.extract == "none":
+            return None
+        return self.get_layer(f"layer_{j}_{self.extract}_extract")
 
     def soft_extract_layers(self) -> list[SoftExtract]:
         return [self.get_layer(f"layer_{j}_soft_extract") for j in range(1, self.num_layers + 1)]

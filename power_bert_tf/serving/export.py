@@ -36,7 +36,8 @@ import tensorflow as tf
 from power_bert_tf.data.tokenizer import PackingTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.serving.inference import INPUT_NAMES, BucketedPredictor, valid_utf8
+from power_bert_tf.data.tokenizer import INPUT_NAMES
+from power_bert_tf.serving.inference import BucketedPredictor, valid_utf8
 
 METADATA_FILE = "power_bert.json"
 LABELS_FILE = "labels.txt"

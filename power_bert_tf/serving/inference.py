@@ -17,13 +17,12 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from power_bert_tf.data.tokenizer import PackingTokenizer
+from power_bert_tf.data.tokenizer import INPUT_NAMES, PackingTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.serving.precision import default_jit_compile, with_precision
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
-INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 def buckets_for(max_length: int) -> tuple[int, ...]:

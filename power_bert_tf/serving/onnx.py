@@ -35,7 +35,7 @@ from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.serving import onnx_runtime
 from power_bert_tf.serving.export import next_version
-from power_bert_tf.serving.inference import INPUT_NAMES
+from power_bert_tf.data.tokenizer import INPUT_NAMES
 
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"

@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+# This file is copied next to an exported model and runs without the package, so it
+# keeps its own copy of data.tokenizer.INPUT_NAMES (tests/test_onnx.py checks they agree).
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 METADATA_FILE = "power_bert.json"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
