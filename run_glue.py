@@ -5,20 +5,20 @@
     python run_glue.py --task=SST-2 --phase=retrain --retention_config=40,30,20,12,8,4
 
 Per-task defaults (sequence length, both learning rates, lambda, batch size) are the
-reference's (SPEC); every one can be overridden. Outputs go to
+reference's (docs/method.md); every one can be overridden. Outputs go to
 <output_dir>/<task>/<phase>/, and each phase reads the previous phase's folder.
 """
 from __future__ import annotations
 
-import os
+from power_bert_tf.cli import exit_on_user_error, quiet_native_logs, quiet_python_logs
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_native_logs()  # before TensorFlow loads: TF_CPP_MIN_LOG_LEVEL=0 or --verbosity shows all
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from power_bert_tf.cli import exit_on_user_error  # noqa: E402
-from power_bert_tf.config import (DISTRIBUTIONS, MODEL_TYPES, PHASES,  # noqa: E402
-                                  SELECTIONS, TASK_DEFAULTS, RunConfig)
+from power_bert_tf.model.config import MODEL_TYPES, SELECTIONS  # noqa: E402
+from power_bert_tf.pipeline.config import (DISTRIBUTIONS, PHASES, TASK_DEFAULTS,  # noqa: E402
+                                           RunConfig)
 from power_bert_tf.data.pipeline import PADDING_MULTIPLE  # noqa: E402
 from power_bert_tf.data.tasks import CustomTaskSpec, canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -72,7 +72,9 @@ flags.DEFINE_string("retention_config", None, "Kept word-vectors per layer, e.g.
 flags.DEFINE_enum("selection", "attention", SELECTIONS, "Which word-vectors Hard-Extract keeps: "
                   "attention (PoWER-BERT), head (first positions) or random (baselines).")
 flags.DEFINE_bool("include_padded_queries", False, "Count attention paid by padded positions in "
-                  "the significance score, as the IBM reference does.")
+                  "the significance score, as the IBM reference does; every batch is then "
+                  "padded to --max_seq_length (no dynamic padding), as the reference's are, "
+                  "since the scores depend on the amount of padding.")
 flags.DEFINE_integer("max_train_examples", None, "Train on a seeded random subset of this size.")
 flags.DEFINE_integer("max_eval_examples", None, "Evaluate on a seeded random subset of this "
                      "size.")
@@ -80,9 +82,9 @@ flags.DEFINE_string("predict_split", "dev", "Split that --phase=predict labels (
 flags.DEFINE_bool("resume", False, "Continue a killed phase from its last completed epoch "
                   "(with --phase=all, also skip finished phases).")
 flags.DEFINE_bool("overwrite", False, "Replace a phase's finished output.")
-flags.DEFINE_enum("strategy", "default", DISTRIBUTIONS, "tf.distribute strategy: default, "
+flags.DEFINE_enum("distribution", "default", DISTRIBUTIONS, "tf.distribute strategy: default, "
                   "mirrored (local GPUs, else CPUs), multi_worker (TF_CONFIG) or tpu.")
-flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+flags.DEFINE_string("tpu", None, "TPU name or address for --distribution=tpu.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
 flags.DEFINE_bool("dynamic_padding", True, "Pad each training batch and each dev batch of "
                   "the per-epoch metric only to its longest sequence (rounded up to a multiple "
@@ -94,12 +96,23 @@ flags.DEFINE_string("export_dir", None, "--phase=export: TF Serving model base f
                     "<export_dir>/<task>/<version>/. Default: <output_dir>/export.")
 flags.DEFINE_integer("export_version", None, "--phase=export: version number; default 1 + "
                      "the largest existing one. An existing version is never overwritten.")
-flags.DEFINE_string("train_file", None, "--task=custom: training TSV/CSV (with a header row).")
-flags.DEFINE_string("dev_file", None, "--task=custom: dev TSV/CSV.")
-flags.DEFINE_string("test_file", None, "--task=custom: optional unlabelled TSV/CSV to predict.")
-flags.DEFINE_string("text_a_column", None, "--task=custom: column of the first text.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "onnx"], "--phase=export: a TF "
+                  "Serving SavedModel, or ONNX (float32 and int8) for ONNX Runtime.")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Inference precision of evaluate and "
+                  "export (SavedModel): bf16 computes the encoder in bfloat16; inputs and "
+                  "outputs stay int32 / float32.")
+flags.DEFINE_string("train_file", None, "--task=custom: training file, .tsv, .csv (quoted "
+                    "fields may hold commas and newlines) or .jsonl (one JSON object a line).")
+flags.DEFINE_string("dev_file", None, "--task=custom: dev file (.tsv, .csv or .jsonl).")
+flags.DEFINE_string("test_file", None, "--task=custom: optional unlabelled file to predict "
+                    "(--phase=predict --predict_split=test streams it, any size).")
+flags.DEFINE_bool("header", True, "--task=custom: TSV/CSV files start with a header row. "
+                  "--noheader: they do not, and the *_column flags are 0-based indices.")
+flags.DEFINE_string("text_a_column", None, "--task=custom: column of the first text (header "
+                    "name, JSON key, or index with --noheader).")
 flags.DEFINE_string("text_b_column", None, "--task=custom: column of the second text (pairs).")
-flags.DEFINE_string("label_column", None, "--task=custom: column of the label.")
+flags.DEFINE_string("label_column", None, "--task=custom: column of the label; labels are "
+                    "compared as the strings written in the file.")
 flags.DEFINE_list("labels", None, "--task=custom: the label set, comma-separated; omit for "
                   "regression.")
 flags.DEFINE_string("metric", None, "--task=custom: accuracy, f1, matthews or spearman.")
@@ -113,11 +126,20 @@ def _custom_spec() -> CustomTaskSpec | None:
     for name in ("train_file", "dev_file", "text_a_column", "label_column"):
         if not FLAGS[name].value:
             raise PowerBertError(f"--task=custom needs --{name}")
+    columns = {name: FLAGS[name].value
+               for name in ("text_a_column", "text_b_column", "label_column")}
+    if not FLAGS.header:
+        for name, value in columns.items():
+            if value is not None:
+                try:
+                    columns[name] = int(value)
+                except ValueError:
+                    raise PowerBertError(f"--{name}={value!r}: with --noheader columns are "
+                                         f"0-based indices") from None
     return CustomTaskSpec(
-        train_file=FLAGS.train_file, dev_file=FLAGS.dev_file,
-        text_a_column=FLAGS.text_a_column, text_b_column=FLAGS.text_b_column,
-        label_column=FLAGS.label_column, labels=tuple(FLAGS.labels) if FLAGS.labels else None,
-        metric=FLAGS.metric, test_file=FLAGS.test_file)
+        train_file=FLAGS.train_file, dev_file=FLAGS.dev_file, **columns,
+        labels=tuple(FLAGS.labels) if FLAGS.labels else None, metric=FLAGS.metric,
+        test_file=FLAGS.test_file, header=FLAGS.header)
 
 
 def config_from_flags() -> RunConfig:
@@ -152,9 +174,10 @@ def config_from_flags() -> RunConfig:
         include_padded_queries=FLAGS.include_padded_queries,
         max_train_examples=FLAGS.max_train_examples, max_eval_examples=FLAGS.max_eval_examples,
         predict_split=FLAGS.predict_split, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-        distribution=FLAGS.strategy, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
+        distribution=FLAGS.distribution, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
         dynamic_padding=FLAGS.dynamic_padding,
         export_dir=FLAGS.export_dir, export_version=FLAGS.export_version,
+        export_format=FLAGS.format, precision=FLAGS.precision,
         custom=_custom_spec())
 
 
@@ -163,9 +186,8 @@ def main(argv):
     if len(argv) > 1:
         raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = config_from_flags()
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here
-    from power_bert_tf.training import phases
+    quiet_python_logs(verbose=FLAGS["verbosity"].present)  # TF's INFO lines, retracing
+    from power_bert_tf.pipeline import phases
 
     phases.run(config)
 

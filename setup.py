@@ -24,5 +24,10 @@ setup(
         "scipy",
         "matplotlib",  # experiments/ plots
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        # --phase=export --format=onnx, and the ONNX Runtime rows of the benchmark.
+        "onnx": ["onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
+        "test": ["pytest", "hypothesis", "import-linter", "ruff", "onnxruntime>=1.20",
+                 "onnx>=1.17", "tf2onnx>=1.17"],
+    },
 )

@@ -114,11 +114,10 @@ def _save(name: str, data: dict, figure, seconds: float) -> None:
 def mean_pairwise_cosine(encoder: keras.Model, batches) -> list[float]:
     """Per layer (0 = embeddings), the mean over sentences of the mean cosine
     similarity between distinct real word-vectors of the sentence."""
-    embeddings = encoder.get_layer("embeddings")
     totals, count = None, 0
     for features, _ in batches:
         outputs = encoder(features, training=False)
-        layers = [embeddings(features["input_word_ids"], features["input_type_ids"])]
+        layers = [encoder.embedded(features)]
         layers += outputs["encoder_outputs"]
         mask = features["input_mask"].numpy().astype(bool)
         pairs = mask[:, :, None] & mask[:, None, :] & ~np.eye(mask.shape[1], dtype=bool)
@@ -160,14 +159,14 @@ def forward_eliminating(model: keras.Model, features: dict, layer: int, fraction
     padding-mask 0: no later layer attends to it, as with Hard-Extract."""
     encoder = model.encoder
     mask = features["input_mask"]
-    hidden = encoder.get_layer("embeddings")(features["input_word_ids"],
-                                             features["input_type_ids"])
+    hidden = encoder.embedded(features)
     for j in range(1, encoder.num_layers + 1):
-        hidden, probs = encoder.get_layer(f"layer_{j}_attention")(hidden, mask)
+        attention, feed_forward = encoder.blocks(j)
+        hidden, probs = attention(hidden, mask)
         if j == layer:
             scores = SignificanceScore()(probs, mask).numpy()
             mask = _eliminate(mask.numpy(), scores, fractions, order, rng)
-        hidden = encoder.get_layer(f"layer_{j}_feed_forward")(hidden)
+        hidden = feed_forward(hidden)
     return model.get_layer("logits")(encoder.get_layer("pooler")(hidden[:, 0, :])).numpy()
 
 

@@ -20,7 +20,7 @@ from absl import app, flags  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
-from power_bert_tf.config import TASK_DEFAULTS, RunConfig  # noqa: E402
+from power_bert_tf.pipeline.config import TASK_DEFAULTS, RunConfig  # noqa: E402
 from power_bert_tf.data.pipeline import count_batches  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -29,7 +29,8 @@ from power_bert_tf.training.checkpoints import MODEL_FILE, load_model  # noqa: E
 from power_bert_tf.training.metrics import compute_metrics  # noqa: E402
 from power_bert_tf.training.optimization import adam  # noqa: E402
 from power_bert_tf.serving.timing import paired_speedup  # noqa: E402
-from power_bert_tf.training.phases import make_context, time_models  # noqa: E402
+from power_bert_tf.pipeline.context import make_context  # noqa: E402
+from power_bert_tf.pipeline.evaluation import time_models  # noqa: E402
 
 flags.DEFINE_string("task", None, "GLUE task.")
 flags.DEFINE_integer("keep_layers", None, "How many bottom encoder layers to keep.")

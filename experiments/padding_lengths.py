@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
-from power_bert_tf.config import TASK_DEFAULTS  # noqa: E402
+from power_bert_tf.pipeline.config import TASK_DEFAULTS  # noqa: E402
 from power_bert_tf.data.pipeline import PADDING_MULTIPLE  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402

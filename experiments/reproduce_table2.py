@@ -324,9 +324,11 @@ def analyses(study: Study) -> str | None:
     seed = plan.seeds[0]
     finetuned = study.runs(task) / f"finetune_lr{lr:g}_seed{seed}" / task / "finetune/model.keras"
     retrained = study.runs(task) / f"power_seed{seed}" / task / "retrain/model.keras"
-    extra = ("--max_examples=32", "--scoring_layers=2", "--fractions=0.2,0.5") if study.quick else ()
+    extra = (("--max_examples=32", "--scoring_layers=2", "--fractions=0.2,0.5")
+             if study.quick else ())
     try:
-        runner.run_logged([sys.executable, "experiments/analyses.py", f"--analyses={','.join(todo)}",
+        runner.run_logged([sys.executable, "experiments/analyses.py",
+                           f"--analyses={','.join(todo)}",
                            f"--task={task}", f"--finetuned={finetuned}", f"--retrained={retrained}",
                            f"--results_dir={study.results_dir}", f"--model={FLAGS.model}", *extra],
                           study.output_dir / "analyses.log", "analyses")

@@ -65,7 +65,7 @@ def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict 
         verdict = "baseline near the constant predictor: shows nothing about accuracy"
     else:
         verdict = "; ".join([
-            "within 1 point" if abs(change[0]) <= 0.01 or change[0] > 0 else
+            "within 1 point" if change[0] >= -0.01 else
             f"loses {100 * -change[0]:.1f} points",
             ("speed-up at or above the paper's" if paper and sorted(speedups)[len(speedups) // 2]
              >= paper else "speed-up below the paper's")])

@@ -41,7 +41,8 @@ from experiments import runner  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
-from power_bert_tf.training.phases import RETENTION_FILE, search_collapsed  # noqa: E402
+from power_bert_tf.pipeline.layout import PhaseFolder  # noqa: E402
+from power_bert_tf.pipeline.search import search_collapsed  # noqa: E402
 
 flags.DEFINE_string("task", "SST-2", "GLUE task.")
 flags.DEFINE_list("targets", ["1.5", "2", "3", "4", "6"], "Speed-ups asked of the search "
@@ -102,7 +103,7 @@ def share_phase(source: Path, point_dir: Path, phase: str = "finetune") -> None:
 def collapsed_search(point_dir: Path) -> bool:
     """Whether the point's finished search drove every r to 0 (read from its retention
     file, so that a resumed sweep skips the point too)."""
-    path = point_dir / FLAGS.task / "search" / RETENTION_FILE
+    path = PhaseFolder(point_dir / FLAGS.task / "search").retention
     return path.is_file() and search_collapsed(json.loads(path.read_text())["masses"])
 
 
@@ -117,7 +118,8 @@ def point(kind: str, label: str, summary: dict) -> dict:
             "baseline_dev": summary["baseline"]["dev"][metric],
             "relative_time": round(1 / summary["speedup"], 4), "speedup": summary["speedup"],
             "speedup_spread": summary.get("speedup_spread"),
-            "retention": summary.get("retention"), "ms_per_batch": summary["power_bert"]["ms_per_batch"],
+            "retention": summary.get("retention"),
+            "ms_per_batch": summary["power_bert"]["ms_per_batch"],
             "baseline_ms_per_batch": summary["baseline"]["ms_per_batch"]}
 
 
@@ -162,7 +164,8 @@ def main(argv):
     FLAGS.task = canonical_task_name(FLAGS.task)
     unknown = set(FLAGS.selections) - {"head", "random"}
     if unknown:
-        raise PowerBertError(f"--selections: unknown {', '.join(sorted(unknown))}; use head, random")
+        raise PowerBertError(f"--selections: unknown {', '.join(sorted(unknown))}; "
+                             f"use head, random")
     suffix = f"_{FLAGS.tag}" if FLAGS.tag else ""
     results = Path(FLAGS.results_dir) / f"tradeoff_{FLAGS.task}{suffix}.json"
     if results.exists() and not FLAGS.overwrite:

@@ -23,7 +23,7 @@ from absl import app, flags  # noqa: E402
 
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
-from power_bert_tf.model.encoder import FeedForwardBlock, SelfAttentionBlock  # noqa: E402
+from power_bert_tf.model.blocks import FeedForwardBlock, SelfAttentionBlock  # noqa: E402
 from power_bert_tf.serving.xla_cpu import use_onednn_dots  # noqa: E402
 from power_bert_tf.training.checkpoints import write_json_atomic  # noqa: E402
 

@@ -16,7 +16,7 @@ import sentencepiece
 import tensorflow as tf
 
 from checkpoint_writers import write_safetensors
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.weights.albert import albert_encoder_variables
 from power_bert_tf.weights.bert import canonical_shape
 
@@ -67,7 +67,8 @@ def canonical_to_hf(name: str) -> tuple[str, bool]:
     layer = re.fullmatch(r"bert/encoder/transformer/group_(\d+)/inner_group_(\d+)/(.+)", path)
     if layer:
         group, inner, part = layer.groups()
-        hf_path = f"encoder.albert_layer_groups.{group}.albert_layers.{inner}.{_HF_LAYER_PARTS[part]}"
+        hf_path = (f"encoder.albert_layer_groups.{group}.albert_layers.{inner}."
+                   f"{_HF_LAYER_PARTS[part]}")
     else:
         hf_path = {"bert/embeddings/LayerNorm": "embeddings.LayerNorm",
                    "bert/encoder/embedding_hidden_mapping_in":

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from safetensors.numpy import save_file
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.weights.bert import canonical_shape, encoder_variables
 
 

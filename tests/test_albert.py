@@ -14,14 +14,15 @@ import tensorflow as tf
 from albert_writers import (canonical_from_albert, sst2_lines, train_sentencepiece,
                             write_google_albert)
 from conftest import TINY, random_inputs
-from power_bert_tf.config import EncoderConfig, RunConfig
+from power_bert_tf.model.config import EncoderConfig
+from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.albert import AlbertEncoder
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.model.factory import build_encoder
 from power_bert_tf.model.transfer import transfer_weights
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline import phases
 from tiny_task import sentence, tiny_run_config, write_tiny_model, write_tiny_task
 
 ROOT = Path(__file__).parents[1]
@@ -39,7 +40,8 @@ EMBEDDING_VARIABLES, BLOCK_VARIABLES, POOLER_VARIABLES = 7, 16, 2
 @pytest.mark.parametrize("num_layers", [1, 3, 6])
 def test_one_set_of_block_variables_for_all_layers(num_layers):
     encoder = AlbertEncoder(**{**ALBERT, "num_layers": num_layers})
-    assert len(encoder.trainable_variables) == EMBEDDING_VARIABLES + BLOCK_VARIABLES + POOLER_VARIABLES
+    assert len(encoder.trainable_variables) == (EMBEDDING_VARIABLES + BLOCK_VARIABLES
+                                                + POOLER_VARIABLES)
     paths = {v.path.split("/")[0] for v in encoder.trainable_variables}
     assert paths == {"embeddings", "embedding_projection", "group_0_attention",
                      "group_0_feed_forward", "pooler"}
@@ -73,7 +75,7 @@ def test_per_layer_retention_with_shared_weights():
     positions = [np.asarray(p) for p in outputs["kept_positions"]]
     assert all((p[:, 0] == 0).all() and (np.diff(p, axis=1) > 0).all() for p in positions)
     search = AlbertEncoder(**ALBERT, **MODES["soft"])
-    r = [layer.retention for layer in search.soft_extract_layers()]
+    r = [layer.retention_parameters for layer in search.soft_extract_layers()]
     assert len({id(v) for v in r}) == 3 and search.masses() == [16.0] * 3  # one r_j per layer
     assert len(search.trainable_variables) == (EMBEDDING_VARIABLES + BLOCK_VARIABLES
                                                + POOLER_VARIABLES + 3)
@@ -218,3 +220,30 @@ def test_model_type_flag_with_a_bert_folder_is_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: model type albert was asked for, but {bert} holds a "
                       f"huggingface BERT model"], result.stderr[-2000:]
+
+
+def test_public_accessors_run_the_layers_by_hand():
+    """`embedded`, `blocks` and `extract_slot` reach every part of an ALBERT encoder
+    (blocks shared by groups), so analyses that step through layers run on it too."""
+    import numpy as np
+
+    from conftest import random_inputs
+
+    encoder = AlbertEncoder(**{**ALBERT, "num_layers": 4}, num_hidden_groups=2, extract="hard",
+                            retention=[12, 8, 6, 4], sequence_length=16)
+    features = random_inputs(2, 16, lengths=[16, 9])
+    hidden, mask = encoder.embedded(features), features["input_mask"]
+    for j in range(1, encoder.num_layers + 1):
+        attention, feed_forward = encoder.blocks(j)
+        hidden, probs = attention(hidden, mask)
+        assert encoder.extract_slot(j).retain == [12, 8, 6, 4][j - 1]
+    assert encoder.blocks(1)[0] is encoder.blocks(2)[0]  # a group's layers share blocks
+    assert encoder.blocks(1)[0] is not encoder.blocks(3)[0]
+    plain = AlbertEncoder(**ALBERT)
+    full = plain(features)["encoder_outputs"][-1]
+    hidden = plain.embedded(features)
+    for j in range(1, plain.num_layers + 1):
+        attention, feed_forward = plain.blocks(j)
+        hidden = feed_forward(attention(hidden, mask)[0])
+        assert plain.extract_slot(j) is None
+    np.testing.assert_allclose(np.asarray(hidden), np.asarray(full), atol=1e-5)

@@ -12,7 +12,7 @@ from albert_writers import (EXTRA_LINES, canonical_from_albert, sst2_lines,
                             train_sentencepiece, write_google_albert, write_hf_albert)
 from checkpoint_writers import canonical_from_encoder, write_hf_folder
 from conftest import random_inputs
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.data.sentencepiece_tokenizer import SentencePieceTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.albert import AlbertEncoder

@@ -112,3 +112,36 @@ def test_command_line(server):
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line == (f"error: {server}/v1/models/other:predict: HTTP 404: Servable not "
                          f"found for request: Latest(x)")
+
+
+# Runs the client's command line with `python -S` (no site-packages) and an import hook
+# that refuses every module outside the standard library and this package.
+_STDLIB_ONLY = """
+import importlib.abc, runpy, sys
+sys.path.insert(0, sys.argv.pop(1))
+
+class StdlibOnly(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top not in sys.stdlib_module_names and top != "power_bert_tf":
+            raise ImportError(f"{name} is not in the standard library")
+
+sys.meta_path.insert(0, StdlibOnly())
+for name in ("tensorflow", "numpy", "absl"):
+    try:
+        __import__(name)
+    except ImportError:
+        continue
+    sys.exit(f"{name} is importable")
+runpy.run_module("power_bert_tf.serving.client", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_command_line_needs_only_the_standard_library(server):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _STDLIB_ONLY, str(REPO),
+         f"--url={server}/v1/models/sst2:predict", "--text=a good film"],
+        cwd="/", capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["label"] == ["positive"]

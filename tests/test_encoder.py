@@ -12,7 +12,7 @@ MODES = {
     "none": {},
     "soft": dict(extract="soft", sequence_length=16, mass_lambda=1e-3),
     "hard": dict(extract="hard", retention=[10, 6, 3]),
-    "head": dict(extract="hard", retention=[10, 6, 3], strategy="head"),
+    "head": dict(extract="hard", retention=[10, 6, 3], selection="head"),
 }
 
 
@@ -128,7 +128,7 @@ def test_soft_search_trains_r_under_xla():
     masses = encoder.masses()
     assert all(0 < m < 16 for m in masses)  # the mass loss pulls every r_j down
     for layer in encoder.soft_extract_layers():
-        r = np.asarray(layer.retention)
+        r = np.asarray(layer.retention_parameters)
         assert ((r >= 0) & (r <= 1)).all()
 
 
@@ -145,5 +145,6 @@ def test_bad_configurations(options, message):
     with pytest.raises(ValueError, match=message) as error:
         BertEncoder(**TINY, **options)
     assert "\n" not in str(error.value)
-    if "retention" in options and "sequence_length" not in options and len(options["retention"]) == 3:
+    if ("retention" in options and "sequence_length" not in options
+            and len(options["retention"]) == 3):
         assert isinstance(error.value, PowerBertError)

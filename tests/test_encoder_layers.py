@@ -2,15 +2,17 @@
 import numpy as np
 
 from layer_testing import check_layer
-from power_bert_tf.model.encoder import BertEmbedding, FeedForwardBlock, SelfAttentionBlock
+from power_bert_tf.model.blocks import BertEmbedding, FeedForwardBlock, SelfAttentionBlock
 
 RNG = np.random.default_rng(0)
 
 
 def test_embedding_contract(tmp_path):
-    check_layer(lambda: BertEmbedding(50, 32, 64, dropout=0.0, name="embeddings"),
+    # word, position and segment embeddings, LayerNorm gamma and beta
+    check_layer(lambda **kw: BertEmbedding(50, 32, 64, dropout=0.0, name="embeddings", **kw),
                 lambda n: (RNG.integers(0, 50, (2, n)).astype("int32"),
-                           RNG.integers(0, 2, (2, n)).astype("int32")), tmp_path)
+                           RNG.integers(0, 2, (2, n)).astype("int32")), tmp_path,
+                num_trainable_weights=5)
 
 
 def test_self_attention_block_contract(tmp_path):
@@ -19,8 +21,9 @@ def test_self_attention_block_contract(tmp_path):
         mask[1, n // 2:] = 0
         return RNG.normal(size=(2, n, 32)).astype("float32"), mask
 
-    check_layer(lambda: SelfAttentionBlock(32, 4, dropout=0.0, attention_dropout=0.0), args,
-                tmp_path)
+    # query, key, value and output kernels and biases, LayerNorm gamma and beta
+    check_layer(lambda **kw: SelfAttentionBlock(32, 4, dropout=0.0, attention_dropout=0.0, **kw),
+                args, tmp_path, num_trainable_weights=10)
 
 
 def test_attention_probabilities_ignore_padded_keys():
@@ -33,5 +36,7 @@ def test_attention_probabilities_ignore_padded_keys():
 
 
 def test_feed_forward_block_contract(tmp_path):
-    check_layer(lambda: FeedForwardBlock(32, 64, dropout=0.0),
-                lambda n: (RNG.normal(size=(2, n, 32)).astype("float32"),), tmp_path)
+    # two dense kernels and biases, LayerNorm gamma and beta
+    check_layer(lambda **kw: FeedForwardBlock(32, 64, dropout=0.0, **kw),
+                lambda n: (RNG.normal(size=(2, n, 32)).astype("float32"),), tmp_path,
+                num_trainable_weights=6)

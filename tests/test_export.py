@@ -180,3 +180,17 @@ def test_mismatched_head_or_retention(exported, model):
         export_saved_model(model, exported["tokenizer"], exported["root"] / "bad", "x",
                            labels=LABELS, retention=[8, 4, 2], **options)
     assert not (exported["root"] / "bad").exists()
+
+
+def test_bf16_export_keeps_float32_signatures(exported, model):
+    path = export_saved_model(model, exported["tokenizer"], exported["root"] / "bf16", "sst2",
+                              labels=LABELS, retention=RETENTION, task_name="SST-2",
+                              is_pair=False, precision="bf16")
+    meta = json.loads((path / "assets" / "power_bert.json").read_text())
+    assert (meta["precision"], meta["jit_compile"]) == ("bf16", False)  # CPU: graph path
+    outputs = tf.saved_model.load(str(path)).signatures["serving_default"](
+        text=tf.constant(TEXTS))
+    assert outputs["probabilities"].dtype == tf.float32
+    expected = softmax(BucketedPredictor(model, tokenizer=exported["tokenizer"])
+                       .predict_texts(TEXTS))
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=0.03)

@@ -21,13 +21,13 @@ def test_soft_extract_initial_r_is_identity():
     scores = np.random.default_rng(1).random((2, 6)).astype("float32")
     layer = SoftExtract(sequence_length=6)
     np.testing.assert_array_equal(layer(hidden, scores), hidden)
-    np.testing.assert_array_equal(np.asarray(layer.retention), np.ones(6))
+    np.testing.assert_array_equal(np.asarray(layer.retention_parameters), np.ones(6))
 
 
 def test_soft_extract_scales_by_rank():
     layer = SoftExtract(sequence_length=4)
     layer(np.zeros((1, 4, 2), "float32"), np.zeros((1, 4), "float32"))
-    layer.retention.assign([1.0, 0.8, 0.5, 0.2])
+    layer.retention_parameters.assign([1.0, 0.8, 0.5, 0.2])
     scores = np.array([[0.3, 0.9, 0.1, 0.5]], "float32")  # ranks: 2, 0, 3, 1
     out = layer(np.ones((1, 4, 2), "float32"), scores)
     np.testing.assert_allclose(out[0, :, 0], [0.5, 1.0, 0.2, 0.8], atol=1e-7)
@@ -36,7 +36,7 @@ def test_soft_extract_scales_by_rank():
 def test_soft_extract_shorter_input_uses_prefix_of_r():
     layer = SoftExtract(sequence_length=6)
     layer(np.zeros((1, 6, 2), "float32"), np.zeros((1, 6), "float32"))
-    layer.retention.assign([1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
+    layer.retention_parameters.assign([1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
     out = layer(np.ones((1, 3, 2), "float32"), np.array([[0.1, 0.3, 0.2]], "float32"))
     np.testing.assert_allclose(out[0, :, 0], [0.8, 1.0, 0.9], atol=1e-7)
 
@@ -53,7 +53,7 @@ def test_soft_extract_r_is_clipped_after_an_optimizer_step(direction):
         loss = direction * tf.reduce_sum(model(x))  # pushes r far below 0 / above 1
     optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
                                   model.trainable_variables))
-    r = np.asarray(layer.retention)
+    r = np.asarray(layer.retention_parameters)
     assert ((r >= 0) & (r <= 1)).all()
     np.testing.assert_array_equal(r, np.zeros(5) if direction > 0 else np.ones(5))
 
@@ -61,16 +61,21 @@ def test_soft_extract_r_is_clipped_after_an_optimizer_step(direction):
 def test_soft_extract_mass_loss():
     layer = SoftExtract(sequence_length=4, mass_penalty=0.5)
     layer(np.zeros((1, 4, 2), "float32"), np.zeros((1, 4), "float32"))
-    layer.retention.assign([1.0, 0.5, 0.25, 0.0])
+    layer.retention_parameters.assign([1.0, 0.5, 0.25, 0.0])
     assert float(layer.mass()) == pytest.approx(1.75)
     assert float(sum(layer.losses)) == pytest.approx(0.5 * 1.75)
 
 
+def _distinct_scores(rng, n):
+    # Multiples of 1/n: distinct even in bfloat16, so every dtype ranks alike.
+    return np.stack([rng.permutation(n), rng.permutation(n)]).astype("float32") / n
+
+
 def test_soft_extract_contract(tmp_path):
     rng = np.random.default_rng(3)
-    check_layer(lambda: SoftExtract(sequence_length=12, mass_penalty=1e-3),
+    check_layer(lambda **kw: SoftExtract(sequence_length=12, mass_penalty=1e-3, **kw),
                 lambda n: (rng.normal(size=(2, n, 4)).astype("float32"),
-                           rng.random((2, n)).astype("float32")), tmp_path)
+                           _distinct_scores(rng, n)), tmp_path, num_trainable_weights=1)
 
 
 # ---- HardExtract -------------------------------------------------------------
@@ -108,7 +113,7 @@ def test_hard_extract_retain_one_keeps_only_cls():
 
 
 def test_head_strategy_keeps_first_positions():
-    out, mask, indices = HardExtract(retain=3, strategy="head")(_hidden(2, 6),
+    out, mask, indices = HardExtract(retain=3, selection="head")(_hidden(2, 6),
                                                                np.ones((2, 6), "int32"))
     np.testing.assert_array_equal(out[0, :, 0], [0, 1, 2])
     np.testing.assert_array_equal(indices, [[0, 1, 2], [0, 1, 2]])
@@ -116,7 +121,7 @@ def test_head_strategy_keeps_first_positions():
 
 def test_random_strategy_keeps_cls_real_tokens_sorted_and_varies():
     mask = np.array([[1] * 10 + [0] * 6], "int32")
-    layer = HardExtract(retain=5, strategy="random", seed=7)
+    layer = HardExtract(retain=5, selection="random", seed=7)
     draws = []
     for _ in range(6):
         out, kept_mask, _ = layer(_hidden(1, 16), mask)
@@ -126,29 +131,30 @@ def test_random_strategy_keeps_cls_real_tokens_sorted_and_varies():
         assert (positions < 10).all() and (np.asarray(kept_mask) == 1).all()
         draws.append(tuple(positions))
     assert len(set(draws)) > 1
-    again = HardExtract(retain=5, strategy="random", seed=7)
+    again = HardExtract(retain=5, selection="random", seed=7)
     assert tuple(np.asarray(again(_hidden(1, 16), mask)[0][0, :, 0]).astype(int)) == draws[0]
 
 
 def test_hard_extract_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="strategy"):
-        HardExtract(retain=3, strategy="tail")
+    with pytest.raises(ValueError, match="selection"):
+        HardExtract(retain=3, selection="tail")
     with pytest.raises(ValueError, match="retain"):
         HardExtract(retain=0)
 
 
-@pytest.mark.parametrize("strategy", ["attention", "head"])
-def test_hard_extract_contract(tmp_path, strategy):
+@pytest.mark.parametrize("selection", ["attention", "head"])
+def test_hard_extract_contract(tmp_path, selection):
     rng = np.random.default_rng(4)
-    check_layer(lambda: HardExtract(retain=6, strategy=strategy),
+    check_layer(lambda **kw: HardExtract(retain=6, selection=selection, **kw),
                 lambda n: (rng.normal(size=(2, n, 4)).astype("float32"),
-                           np.ones((2, n), "int32"), rng.random((2, n)).astype("float32")),
-                tmp_path, lengths=(4, 12))
+                           np.ones((2, n), "int32"), _distinct_scores(rng, n)),
+                tmp_path, num_trainable_weights=0, lengths=(4, 12))
 
 
 def test_random_strategy_contract(tmp_path):
     rng = np.random.default_rng(5)
-    check_layer(lambda: HardExtract(retain=6, strategy="random", seed=1),
+    check_layer(lambda **kw: HardExtract(retain=6, selection="random", seed=1, **kw),
                 lambda n: (rng.normal(size=(2, n, 4)).astype("float32"),
                            np.ones((2, n), "int32")),
-                tmp_path, lengths=(4, 12), deterministic=False)
+                tmp_path, num_trainable_weights=0, num_seed_generators=1, lengths=(4, 12),
+                deterministic=False)

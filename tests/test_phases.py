@@ -5,10 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from power_bert_tf.config import RunConfig
+from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline import phases
 from power_bert_tf.training.checkpoints import TrainingState
 from tiny_task import sentence, tiny_run_config, write_tiny_model, write_tiny_task
 
@@ -40,7 +40,8 @@ def test_all_phases_then_predict(tiny, tmp_path):
     search = read(task_dir / "search" / "retention.json")
     assert len(search["masses"]) == 3 and len(search["retention"]) == 3
     assert search["retention"] == sorted(search["retention"], reverse=True)
-    assert all(h["masses"] for h in read(task_dir / "search" / "history.json"))
+    first, second = (h["masses"] for h in read(task_dir / "search" / "history.json"))
+    assert all(16 > a > b for a, b in zip(first, second)), "every mass(j) fell each epoch"
 
     retrained = keras.saving.load_model(task_dir / "retrain" / "model.keras")
     assert retrained.encoder.extract == "hard"
@@ -77,7 +78,10 @@ def test_retention_config_skips_the_search(tiny, tmp_path):
     assert result["retention"] == [8, 6, 4]
     assert result["word_vector_bound"] == pytest.approx(48 / 18, abs=1e-3)
     comparison = result["comparison"]  # printed at the end of --phase=retrain
-    assert comparison["retention"] == [8, 6, 4] and comparison["speedup"] > 0
+    assert comparison["retention"] == [8, 6, 4]
+    ratios = np.divide(comparison["baseline"]["timing"]["seconds"],
+                       comparison["power_bert"]["timing"]["seconds"])
+    assert comparison["speedup"] == pytest.approx(np.median(ratios), rel=2e-2)
     assert set(comparison["baseline"]["dev"]) == {"accuracy"}
 
 
@@ -87,7 +91,7 @@ def test_static_baselines_retrain(tiny, tmp_path, selection):
     result = phases.run(make_config(tiny, tmp_path, phase="retrain", retrain_epochs=1,
                                     retention_config="8,6,4", selection=selection))
     model = keras.saving.load_model(tmp_path / "custom" / "retrain" / "model.keras")
-    assert result["selection"] == model.encoder.strategy == selection
+    assert result["selection"] == model.encoder.selection == selection
 
 
 def _weights(path):
@@ -150,7 +154,8 @@ def test_collapsed_search_is_reported(tiny, tmp_path):
 def test_checkpoint_from_another_model_shape(tiny, tmp_path):
     phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
     wider = write_tiny_model(tmp_path / "wider", hidden_size=48)
-    with pytest.raises(PowerBertError, match="has hidden_size=32 but --model .* has hidden_size=48"):
+    with pytest.raises(PowerBertError,
+                       match="has hidden_size=32 but --model .* has hidden_size=48"):
         phases.run(make_config(tiny, tmp_path, phase="search", model=str(wider)))
 
 
@@ -200,4 +205,6 @@ def test_xla_compiled_training_step(tiny, tmp_path):
     phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
     result = phases.run(make_config(tiny, tmp_path, phase="search", search_epochs=1,
                                     jit_compile=True))
-    assert len(result["masses"]) == 3 and all(0 < m <= 16 for m in result["masses"])
+    # r trains under XLA too: one epoch (8 steps, r step 5e-2 decaying to 0) lowers each
+    # r_j[i] by at most 0.225, so a mass falls from 16 to no less than 12.4.
+    assert len(result["masses"]) == 3 and all(12.3 < m < 14 for m in result["masses"])

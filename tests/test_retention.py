@@ -1,7 +1,7 @@
 """Retention configuration read-out, validation and speed-up bounds."""
 import pytest
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig, encoder_flops, flop_bound
 

@@ -121,7 +121,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny, tmp_path):
 import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.argv = ["run_glue.py"] + {custom_flags(tiny, phase="finetune", strategy="mirrored",
+sys.argv = ["run_glue.py"] + {custom_flags(tiny, phase="finetune", distribution="mirrored",
                                             output_dir=tmp_path)!r}
 sys.path.insert(0, {str(ROOT)!r})
 import runpy
@@ -133,3 +133,16 @@ runpy.run_path({str(ROOT / "run_glue.py")!r}, run_name="__main__")
     assert "training on 2 replicas" in result.stdout
     run = json.loads((tmp_path / "custom" / "finetune" / "run.json").read_text())
     assert run["config"]["distribution"] == "mirrored" and "accuracy" in run["dev"]
+
+
+def test_headerless_files_need_index_columns(tiny):
+    result = run_glue(*custom_flags(tiny, phase="finetune", header=False))
+    assert_user_error(result, "--text_a_column='text': with --noheader columns are 0-based "
+                              "indices")
+
+
+def test_label_written_differently_from_labels(tiny, tmp_path):
+    bad = _write(tmp_path / "bad.tsv", ["text\tlabel", "good film\t1", "bad film\t1.0"])
+    result = run_glue(*custom_flags(tiny, train=bad, phase="finetune", labels="0,1"))
+    assert_user_error(result, "bad.tsv:3: label '1.0' is not one of 0, 1 (labels are "
+                              "compared as the strings given: '1.0' is not '1'")

@@ -2,10 +2,10 @@
 import pytest
 import tensorflow as tf
 
-from power_bert_tf.config import RunConfig
+from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.serving.phase import export
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline.export import export
+from power_bert_tf.pipeline import phases
 from tiny_task import tiny_run_config, write_tiny_model, write_tiny_task
 
 
@@ -53,3 +53,28 @@ def test_export_needs_a_retrained_model(tmp_path):
     write_tiny_task(tmp_path / "data", train=8, dev=4)
     with pytest.raises(PowerBertError, match="no retrain model at .*run --phase=retrain first"):
         export(phases.make_context(make_config(tmp_path)))
+
+
+def test_onnx_export_phase(retrained, capsys):
+    pytest.importorskip("tf2onnx")
+    result = export(phases.make_context(make_config(retrained, export_format="onnx")))
+    path = (retrained / "out" / "export" / "custom-onnx" / "1").resolve()
+    assert result == {"export": str(path), "version": 1, "format": "onnx"}
+    assert (path / "model.onnx").is_file() and (path / "model_int8.onnx").is_file()
+    assert "needs only onnxruntime and numpy" in capsys.readouterr().out
+    with pytest.raises(PowerBertError, match="--format=onnx writes float32 and int8 models"):
+        export(phases.make_context(make_config(retrained, export_format="onnx",
+                                               precision="bf16")))
+
+
+def test_evaluate_in_bf16(retrained):
+    config = make_config(retrained, phase="evaluate", precision="bf16", timing_repeats=1,
+                         overwrite=True)
+    summary = phases.evaluate(phases.make_context(config))
+    assert (summary["precision"], summary["jit_compile"]) == ("bf16", False)  # CPU: graph
+    fp32 = phases.evaluate(phases.make_context(make_config(
+        retrained, phase="evaluate", timing_repeats=1, overwrite=True)))
+    assert (fp32["precision"], fp32["jit_compile"]) == ("fp32", True)
+    # 8 dev examples: bfloat16 may flip a near-tie, not more.
+    assert abs(summary["power_bert"]["dev"]["accuracy"]
+               - fp32["power_bert"]["dev"]["accuracy"]) <= 0.125

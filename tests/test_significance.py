@@ -58,4 +58,5 @@ def test_layer_contract(tmp_path):
         probs /= probs.sum(-1, keepdims=True)
         return probs, np.ones((2, length), "int32")
 
-    check_layer(lambda: SignificanceScore(include_padded_queries=True), make_args, tmp_path)
+    check_layer(lambda **kw: SignificanceScore(include_padded_queries=True, **kw), make_args,
+                tmp_path, num_trainable_weights=0)

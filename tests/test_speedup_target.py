@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from power_bert_tf.config import EncoderConfig, RunConfig
+from power_bert_tf.model.config import EncoderConfig
+from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
-from power_bert_tf.training import phases
+from power_bert_tf.pipeline import phases
 from power_bert_tf.training.speedup_target import (MASS_MARGIN, SpeedupController, budget,
                                                    check_reachable, largest_speedup)
 from tiny_task import tiny_config, tiny_run_config, write_tiny_model, write_tiny_task

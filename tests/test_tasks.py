@@ -212,7 +212,7 @@ def test_missing_custom_folder_and_file(tmp_path: Path) -> None:
 def test_custom_spec_checks(tmp_path: Path) -> None:
     with raises_one_line("task 'custom' needs"):
         get_task("custom", tmp_path)
-    with raises_one_line("train.json", ".tsv or .csv"):
+    with raises_one_line("train.json", ".tsv, .csv, .jsonl"):
         get_task("custom", tmp_path, custom=custom_spec(tmp_path, train_file="train.json"))
     with raises_one_line("'spearman'", "classification", "accuracy, f1, matthews"):
         get_task("custom", tmp_path, custom=custom_spec(tmp_path, metric="spearman"))
@@ -281,3 +281,94 @@ def test_tfds_offline_error(tmp_path: Path) -> None:
     task = get_task("SST-2", tmp_path, source="tfds", download=False)
     with raises_one_line("glue/sst2", "--data_source=files"):
         task.read("dev")
+
+
+
+# --- data as users have it: headerless files, quoted CSV, JSON Lines, labels as strings ----
+
+def test_headerless_tsv_and_csv_by_column_index(tmp_path: Path) -> None:
+    write_rows(tmp_path / "train.tsv", [["1", "a fine film"], ["0", "dull"]])
+    (tmp_path / "dev.csv").write_text('0,"bad, really",x\n1,good,y\n', encoding="utf-8")
+    spec = CustomTaskSpec(train_file="train.tsv", dev_file="dev.csv", text_a_column=1,
+                          text_b_column=-1, label_column=0, labels=("0", "1"), header=False)
+    task = get_task("custom", tmp_path, custom=spec)
+    assert task.read("dev") == [Example("bad, really", "x", 0), Example("good", "y", 1)]
+    single = CustomTaskSpec(train_file="train.tsv", dev_file="dev.csv", text_a_column=1,
+                            label_column=0, labels=("0", "1"), header=False)
+    assert get_task("custom", tmp_path, custom=single).read("train") == [
+        Example("a fine film", None, 1), Example("dull", None, 0)]
+
+
+def test_headerless_needs_indices_and_names_short_rows(tmp_path: Path) -> None:
+    with raises_one_line("without a header row need column indices", "'text'"):
+        get_task("custom", tmp_path, custom=custom_spec(tmp_path, header=False))
+    write_rows(tmp_path / "train.tsv", [["1", "fine"], ["0"]])
+    spec = custom_spec(tmp_path, header=False, text_a_column=1, label_column=0,
+                       labels=("0", "1"))
+    with raises_one_line(f"{tmp_path / 'train.tsv'}:2: no column 1 in a row of 1 columns"):
+        get_task("custom", tmp_path, custom=spec).read("train")
+
+
+def test_quoted_csv_fields_with_commas_quotes_and_newlines(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text(
+        'text,label\n"one, two",pos\n"line one\nline two ""quoted""",neg\n"three",maybe\n',
+        encoding="utf-8")
+    task = get_task("custom", tmp_path, custom=custom_spec(tmp_path, ".csv"))
+    with raises_one_line(f"{tmp_path / 'train.csv'}:5: label 'maybe'"):  # physical line 5
+        task.read("train")
+    (tmp_path / "train.csv").write_text(
+        'text,label\n"one, two",pos\n"line one\nline two ""quoted""",neg\n', encoding="utf-8")
+    assert task.read("train") == [Example("one, two", None, 1),
+                                  Example('line one\nline two "quoted"', None, 0)]
+
+
+def test_json_lines(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_text(
+        '{"text": "a fine film", "label": "pos", "id": 1}\n\n'
+        '{"label": "neg", "text": "dull, \\"very\\" dull\\nindeed"}\n', encoding="utf-8")
+    task = get_task("custom", tmp_path, custom=custom_spec(tmp_path, ".jsonl"))
+    assert task.read("train") == [Example("a fine film", None, 1),
+                                  Example('dull, "very" dull\nindeed', None, 0)]
+    numbers = CustomTaskSpec(train_file="n.jsonl", dev_file="n.jsonl", text_a_column="q",
+                             label_column="score", labels=None)
+    (tmp_path / "n.jsonl").write_text('{"q": "x", "score": 2.5}\n{"q": "y", "score": 3}\n')
+    assert get_task("custom", tmp_path, custom=numbers).read("train") == [
+        Example("x", None, 2.5), Example("y", None, 3.0)]
+
+
+@pytest.mark.parametrize("content, error", [
+    ('{"text": "a", "label": "pos"}\n{"text": "b", "label": "neg"\n', ":2: not JSON"),
+    ('["a", "pos"]\n', ":1: expected a JSON object, found list"),
+    ('{"txt": "a", "label": "pos"}\n', ":1: no key 'text' (keys: txt, label)"),
+    ('{"text": "", "label": "pos"}\n', ":1: empty text in key 'text'"),
+    ('{"text": 3.5, "label": "pos"}\n', ":1: no text in key 'text'"),
+    ('{"text": "a", "label": null}\n', ":1: label None is not a string or number"),
+])
+def test_json_lines_errors(tmp_path: Path, content: str, error: str) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_text(content, encoding="utf-8")
+    task = get_task("custom", tmp_path, custom=custom_spec(tmp_path, ".jsonl"))
+    with raises_one_line(f"{path}{error}"):
+        task.read("train")
+
+
+@pytest.mark.parametrize("suffix, content", [
+    (".tsv", "text\tlabel\ngood\t1\nbad\t1.0\n"),
+    (".jsonl", '{"text": "good", "label": 1}\n{"text": "bad", "label": 1.0}\n'),
+])
+def test_labels_are_compared_as_the_strings_given(tmp_path: Path, suffix: str,
+                                                  content: str) -> None:
+    path = tmp_path / f"train{suffix}"
+    path.write_text(content, encoding="utf-8")
+    task = get_task("custom", tmp_path, custom=custom_spec(tmp_path, suffix, labels=("0", "1")))
+    with raises_one_line(f"{path}:", "label '1.0' is not one of 0, 1",
+                         "compared as the strings given: '1.0' is not '1'"):
+        task.read("train")
+
+
+def test_rows_are_read_lazily(tmp_path: Path) -> None:
+    write_rows(tmp_path / "train.tsv", [["text", "label"], ["good", "pos"], ["bad", "nope"]])
+    rows = get_task("custom", tmp_path, custom=custom_spec(tmp_path)).stream("train")
+    assert next(rows) == Example("good", None, 1)  # the bad row is not read yet
+    with raises_one_line("train.tsv:3: label 'nope'"):
+        next(rows)

@@ -154,3 +154,22 @@ def test_vocab_without_special_tokens(tmp_path: Path) -> None:
     vocab.write_text("[PAD]\n[UNK]\nhello\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"lacks the special token\(s\) \[CLS\], \[SEP\]$"):
         BertTokenizer(vocab, lower_case=True, max_seq_length=8)
+
+
+def test_long_texts_are_cut_before_tokenising_with_the_same_result() -> None:
+    """A 100,000-character text is tokenised only up to `max_chars` characters; the
+    packed ids are those of tokenising it whole and truncating, alone or in a pair."""
+    tok = tokenizer(32)
+    assert tok.max_chars == 16 * 32
+    sentence = "The quick brown fox, naïve and 映画-loving, jumps over the lazy dog. "
+    huge = (sentence * (100_000 // len(sentence) + 1))[:100_000]
+    whole = tok.tokenize(tf.constant([huge])).to_list()[0]
+    assert len(whole) > 10_000
+    packed = tok(tf.constant([huge]))["input_word_ids"].numpy()[0]
+    assert packed[1:31].tolist() == whole[:30]
+    short = sentence * 2  # shorter than max_chars: tokenised whole
+    assert tok.cut(tf.constant([short])).numpy()[0].decode() == short
+    pair = tok(tf.constant([huge]), tf.constant(["a short second text"]))["input_word_ids"]
+    second = tok.tokenize(tf.constant(["a short second text"])).to_list()[0]
+    assert pair.numpy()[0].tolist() == ([tok.cls_id] + whole[:32 - 3 - len(second)] + [tok.sep_id]
+                                        + second + [tok.sep_id])

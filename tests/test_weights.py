@@ -9,7 +9,7 @@ from checkpoint_writers import (canonical_from_encoder, write_google_folder,
                                 write_hf_folder)
 from conftest import TINY, random_inputs
 from pathlib import Path
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.weights import load_pretrained

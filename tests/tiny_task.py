@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from checkpoint_writers import canonical_from_encoder, write_hf_folder
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.model.encoder import BertEncoder
 
 POSITIVE = ["good", "great", "fine", "nice", "fun", "superb"]
@@ -59,7 +59,7 @@ def tiny_run_config(model: str | Path, train: str | Path, dev: str | Path,
                     output_dir: str | Path, /, **overrides):
     """A `RunConfig` for every phase on the tiny task, in seconds; `overrides` (any
     `RunConfig` field, `model` too) win."""
-    from power_bert_tf.config import RunConfig
+    from power_bert_tf.pipeline.config import RunConfig
     from power_bert_tf.data.tasks import CustomTaskSpec
 
     custom = CustomTaskSpec(train_file=str(train), dev_file=str(dev), text_a_column="text",

@@ -1,12 +1,11 @@
-"""PoWER-BERT inference benchmark: plain BERT vs. Hard-Extract, measured in one process.
+"""PoWER-BERT inference benchmark: plain BERT vs. PoWER-BERT, measured in one process.
 
-    python -m power_bert_tf.bench
-    python -m power_bert_tf.bench --cases=bert-base-rte --batch_sizes=1,32,128 --modes=xla
-    python -m power_bert_tf.bench --device=k80 --output=experiments/results/bench_k80.json
+    python -m power_bert_tf.bench                        # runtimes, onednn, concurrency
+    python -m power_bert_tf.bench --sections=runtimes --runtime_cases=minilm-b32-n64
+    python -m power_bert_tf.bench --sections=modes,padding --batch_sizes=1,32,128
 
-Prints a table (case, batch, mode, ms full and pruned as median [min-max], speed-up,
-word-vector and FLOP bounds, efficiency, peak memory) and the SST-2 padding table, and
-writes them to a new JSON file and a markdown file next to it (never overwritten).
+Prints the tables of each section (see power_bert_tf/bench/benchmark.py) and writes
+them to a new JSON file and a markdown file next to it (never overwritten).
 """
 from __future__ import annotations
 
@@ -17,15 +16,47 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from power_bert_tf.bench.benchmark import (CASES, DEFAULT_CASES, MODES,  # noqa: E402
+from power_bert_tf.bench.benchmark import (DEFAULT_CASES, SECTIONS,  # noqa: E402
                                            BenchConfig, run)
+from power_bert_tf.bench.cases import CASES, RUNTIME_CASES  # noqa: E402
+from power_bert_tf.bench.modes import MODES  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 from power_bert_tf.serving.xla_cpu import use_onednn_dots  # noqa: E402
 
 _DEFAULTS = BenchConfig()
 
-flags.DEFINE_list("cases", list(DEFAULT_CASES), f"Benchmark cases, from {', '.join(CASES)}. "
+flags.DEFINE_list("sections", list(_DEFAULTS.sections), f"What to measure, from "
+                  f"{', '.join(SECTIONS)}. runtimes: plain and PoWER-BERT in TF fp32/bf16 "
+                  "(graph and XLA) and ONNX Runtime fp32/int8 side by side; onednn: XLA:CPU "
+                  "with and without oneDNN dots, interleaved with a child process; "
+                  "concurrency: exported SavedModels under --clients concurrent clients; "
+                  "modes: eager/graph/XLA/SavedModel per --cases; padding: the SST-2 dev set "
+                  "padded vs. length-bucketed.")
+flags.DEFINE_list("runtime_cases", list(_DEFAULTS.runtime_cases), "Cases of the runtimes and "
+                  f"onednn sections, from {', '.join(RUNTIME_CASES)}: BERT-base shape (random "
+                  "weights) at batch 32, N=256 with the paper's RTE configuration and at batch "
+                  "1, N=128 with it scaled to 128; the embedded MiniLM at batch 32, N=64 with "
+                  "the SST-2 retrained configuration 49,42,31,20,12,2; tiny-b2 for tests.")
+flags.DEFINE_bool("onnx", _DEFAULTS.onnx, "Include the ONNX Runtime rows (needs pip install "
+                  "'.[onnx]'; skipped with a note without it).")
+flags.DEFINE_string("onnx_cache", str(_DEFAULTS.onnx_cache), "Folder keeping the converted "
+                    "ONNX files between runs, keyed by case, seed, tf2onnx and the converter's "
+                    "code (a BERT-base conversion takes minutes on 2 cores); empty: convert "
+                    "every time.")
+flags.DEFINE_integer("onnx_max_parameters", _DEFAULTS.onnx_max_parameters, "Models with more "
+                     "weights are not converted to ONNX (tf2onnx 1.17 went past 19 GB on "
+                     "BERT-base); raise it on a machine with more memory.")
+flags.DEFINE_integer("clients", _DEFAULTS.clients, "Concurrent clients (threads) of the "
+                     "concurrency section.")
+flags.DEFINE_integer("requests", _DEFAULTS.requests, "One-sentence requests per client per "
+                     "round in the concurrency section.")
+flags.DEFINE_enum("concurrency_precision", _DEFAULTS.concurrency_precision, ["fp32", "bf16"],
+                  "Precision of the SavedModels of the concurrency section.")
+flags.DEFINE_integer("concurrency_repeats", _DEFAULTS.concurrency_repeats, "Interleaved "
+                     "rounds per model in the concurrency section.")
+flags.DEFINE_list("cases", list(DEFAULT_CASES), "Cases of the modes section, from "
+                  f"{', '.join(CASES)}. "
                   "minilm: the embedded MiniLM (6 layers, hidden 384) with every retrained "
                   "configuration in --checkpoints_dir/*/retrain/run.json, one case per task; "
                   "bert-base-rte: BERT-base shape (random weights) with the paper's RTE "
@@ -40,24 +71,19 @@ flags.DEFINE_list("batch_sizes", [str(b) for b in _DEFAULTS.batch_sizes], "Batch
 flags.DEFINE_list("modes", list(MODES), "Execution modes: eager (model(inputs, training=False)), "
                   "graph (tf.function), xla (tf.function(jit_compile=True)), saved_model (an "
                   "XLA tf.function with a (None, N) int32 signature, saved and loaded back).")
-flags.DEFINE_integer("warmup", _DEFAULTS.warmup, "Untimed calls per model before the timed "
-                     "ones (tracing and compilation); at least 2.")
-flags.DEFINE_integer("repeats", _DEFAULTS.repeats, "Timed calls per model in a row; the row "
-                     "reports their median, minimum and maximum.")
-flags.DEFINE_float("heavy_gflops", _DEFAULTS.heavy_gflops, "A row whose plain forward pass "
-                   "costs more than this many GFLOP per batch is heavy: it runs only "
-                   "--heavy_modes with --heavy_repeats timed calls. With the defaults BERT-base "
-                   "and ALBERT-base batch 32 (352 GFLOP at N=64; 1469 at N=256, 8-10 s per "
-                   "plain pass on 2 CPU cores) skip eager, and each base shape takes about 8 "
-                   "minutes there. Set it "
-                   "to inf to run every row in full.")
-flags.DEFINE_integer("heavy_repeats", _DEFAULTS.heavy_repeats, "Timed calls per model in a "
-                     "heavy row.")
+flags.DEFINE_integer("warmup", _DEFAULTS.warmup, "Untimed rounds before the timed ones in "
+                     "the modes section (tracing and compilation); at least 1.")
+flags.DEFINE_integer("repeats", _DEFAULTS.repeats, "Interleaved timed rounds (runtimes, "
+                     "onednn, modes); medians and paired ratios with their spread.")
+flags.DEFINE_float("heavy_gflops", _DEFAULTS.heavy_gflops, "A case or row whose plain "
+                   "forward pass costs more than this many GFLOP per batch is heavy: it runs "
+                   "--heavy_repeats rounds; in the runtimes section only the default TF path "
+                   "of each precision, in the modes section only --heavy_modes. BERT-base at "
+                   "batch 32, N=256 is 1469 GFLOP (about 8 s per plain pass on 2 CPU cores). "
+                   "Set it to inf to run everything in full.")
+flags.DEFINE_integer("heavy_repeats", _DEFAULTS.heavy_repeats, "Interleaved timed rounds of a "
+                     "heavy case or row.")
 flags.DEFINE_list("heavy_modes", list(_DEFAULTS.heavy_modes), "The only modes a heavy row runs.")
-flags.DEFINE_bool("padding", _DEFAULTS.padding, "Also time the SST-2 dev set (872 sentences, "
-                  "MiniLM, XLA) padded to N vs. sorted into length buckets, without and with "
-                  "elimination (the SST-2 retrained configuration from --checkpoints_dir, else "
-                  "40,32,24,16,12,8).")
 flags.DEFINE_list("padding_buckets", [str(b) for b in _DEFAULTS.padding_buckets], "Bucket "
                   "lengths, ascending; the last is the padded length N of the padding "
                   "measurement.")
@@ -74,21 +100,26 @@ flags.DEFINE_string("output", None, "JSON output path; the markdown table goes n
                     "experiments/results/bench_<device>_<YYYYmmdd-HHMMSS>.json.")
 flags.DEFINE_string("device", None, "Device label for the JSON and the default file name. "
                     "Default: the GPU's name, else cpu<usable cores>.")
-flags.DEFINE_bool("xla_cpu_onednn", False, "Without a GPU, route XLA's matrix multiplies "
-                  "through oneDNN, as the plain graph's are (power_bert_tf/serving/xla_cpu.py). "
-                  "Experimental in XLA: it closes XLA's gap to the plain graph at BERT-base "
-                  "batch 32, but aborts the process on a layer that keeps 1 word-vector (the "
-                  "minilm CoLA case). The XLA_FLAGS used are in the output.")
+flags.DEFINE_bool("xla_cpu_onednn", False, "Without a GPU, route this process's XLA matrix "
+                  "multiplies through oneDNN (power_bert_tf/serving/xla_cpu.py; the onednn "
+                  "section measures whether that helps). Aborts the process on a layer that "
+                  "keeps 1 word-vector. The XLA_FLAGS used are in the output.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the random weights and inputs.")
 FLAGS = flags.FLAGS
 
 
 def config_from_flags() -> BenchConfig:
     return BenchConfig(
+        sections=tuple(FLAGS.sections), runtime_cases=tuple(FLAGS.runtime_cases),
+        onnx=FLAGS.onnx, onnx_cache=FLAGS.onnx_cache or None,
+        onnx_max_parameters=FLAGS.onnx_max_parameters, clients=FLAGS.clients,
+        requests=FLAGS.requests,
+        concurrency_precision=FLAGS.concurrency_precision,
+        concurrency_repeats=FLAGS.concurrency_repeats,
         cases=tuple(FLAGS.cases), batch_sizes=tuple(_integers("batch_sizes")),
         modes=tuple(FLAGS.modes), warmup=FLAGS.warmup, repeats=FLAGS.repeats,
         heavy_gflops=FLAGS.heavy_gflops, heavy_repeats=FLAGS.heavy_repeats,
-        heavy_modes=tuple(FLAGS.heavy_modes), padding=FLAGS.padding,
+        heavy_modes=tuple(FLAGS.heavy_modes),
         padding_buckets=tuple(_integers("padding_buckets")),
         padding_batch_size=FLAGS.padding_batch_size, padding_repeats=FLAGS.padding_repeats,
         checkpoints_dir=FLAGS.checkpoints_dir, data_dir=FLAGS.data_dir, output=FLAGS.output,

@@ -1,46 +1,33 @@
-"""Tasks: the GLUE benchmark and user-defined TSV/CSV classification or regression.
+"""Tasks: the GLUE benchmark and user-defined TSV/CSV/JSON Lines classification or regression.
 
 A `Task` names its labels and metric and reads `Example`s per split ("train", "dev",
 "test"). `get_task` builds one from a local `glue_data/` folder (one sub-folder per task,
 the official GLUE TSV files), from TensorFlow Datasets, or from a `CustomTaskSpec`.
 
 Every row is checked as it is read; a bad file, column, row, label or text raises a
-one-line `PowerBertError` naming it as `<file>:<line>` (1-based physical lines).
-GLUE and custom TSV files are read without quoting (`csv.QUOTE_NONE`), as the GLUE
-reference processors do; CSV files use standard double-quote quoting.
+one-line `PowerBertError` naming it as `<file>:<line>` (1-based physical lines; a quoted
+CSV field holding newlines spans several). GLUE and custom TSV files are read without
+quoting (`csv.QUOTE_NONE`), as the GLUE reference processors do; CSV files use standard
+double-quote quoting (fields may hold commas, quotes and newlines); JSON Lines files
+(`.jsonl`) hold one object per line, its keys naming the columns. Labels are compared
+as the strings written in the file ("1.0" is not the label "1").
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import math
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
+from power_bert_tf.data.rows import Column, Columns, Example, Table, read_table
 from power_bert_tf.errors import PowerBertError
 
 SPLITS = ("train", "dev", "test")
+CUSTOM_SUFFIXES = (".tsv", ".csv", ".jsonl")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews")
 REGRESSION_METRICS = ("spearman", "pearson")
 
-Column = int | str  # 0-based position (negative counts from the end) or header name
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Example:
-    """One input: text (or text pair) and its label.
-
-    Attributes:
-        text_a: first text.
-        text_b: second text of a pair task, else None.
-        label: class index, regression score, or None when unlabelled (test splits).
-    """
-
-    text_a: str
-    text_b: str | None
-    label: int | float | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,14 +39,14 @@ class Task:
         labels: label strings in class-index order; None for regression.
         metric: primary metric, one of `CLASSIFICATION_METRICS` or `REGRESSION_METRICS`.
         is_pair: whether examples have a `text_b`.
-        readers: split name -> function reading that split's examples.
+        readers: split name -> function yielding that split's examples, row by row.
     """
 
     name: str
     labels: tuple[str, ...] | None
     metric: str
     is_pair: bool
-    readers: Mapping[str, Callable[[], list[Example]]] = dataclasses.field(
+    readers: Mapping[str, Callable[[], Iterable[Example]]] = dataclasses.field(
         repr=False, compare=False)
 
     @property
@@ -73,51 +60,42 @@ class Task:
 
     def read(self, split: str) -> list[Example]:
         """The examples of `split` ("train", "dev", or "test" where the task has one)."""
+        return list(self.stream(split))
+
+    def stream(self, split: str) -> Iterator[Example]:
+        """The examples of `split` one at a time, read (and checked) as they are used, so
+        a file larger than memory can be predicted."""
         if split not in self.readers:
             raise PowerBertError(f"task {self.name} has no split {split!r} "
                                  f"(splits: {', '.join(self.readers)})")
-        return self.readers[split]()
+        return iter(self.readers[split]())
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CustomTaskSpec:
-    """A user task from TSV (`.tsv`) or CSV (`.csv`) files with a header row.
+    """A user task from TSV (`.tsv`), CSV (`.csv`) or JSON Lines (`.jsonl`) files.
 
     Attributes:
         train_file, dev_file, test_file: the files; relative paths are taken relative to
             the `data_dir` given to `get_task`. The test file is read unlabelled.
-        text_a_column, text_b_column: header names of the text columns (b for pairs).
-        label_column: header name of the label column.
+        text_a_column, text_b_column: the text columns (b for pairs): header names, or
+            0-based indices (negative from the end) of TSV/CSV files; JSON keys.
+        label_column: the label column, likewise.
         labels: the label strings in class-index order; None for regression (numbers).
         metric: primary metric; default "accuracy", or "spearman" for regression.
+        header: whether TSV/CSV files start with a header row; without one, columns
+            must be indices (the layout of SentEval and of GLUE's CoLA).
     """
 
     train_file: str | Path
     dev_file: str | Path
-    text_a_column: str
-    text_b_column: str | None = None
-    label_column: str
+    text_a_column: Column
+    text_b_column: Column | None = None
+    label_column: Column
     labels: tuple[str, ...] | None
     metric: str | None = None
     test_file: str | Path | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Columns:
-    """Where a file's texts and label are; `label` None reads the file unlabelled."""
-
-    text_a: Column
-    text_b: Column | None
-    label: Column | None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Table:
-    """One split's file; `names` are the columns of a file without a header row."""
-
-    path: Path
-    columns: _Columns
-    names: tuple[str, ...] | None = None
+    header: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +106,8 @@ class _GlueSpec:
     folder: str
     labels: tuple[str, ...] | None
     metric: str
-    columns: _Columns  # train and dev
-    test_columns: _Columns
+    columns: Columns  # train and dev
+    test_columns: Columns
     tfds_config: str
     tfds_texts: tuple[str, str | None]
     files: tuple[str, str, str] = ("train.tsv", "dev.tsv", "test.tsv")
@@ -145,31 +123,31 @@ class _GlueSpec:
 _BINARY = ("0", "1")
 _NLI = ("entailment", "not_entailment")
 _MNLI = ("contradiction", "entailment", "neutral")
-_PAIR_COLUMNS = _Columns(1, 2, 3)
+_PAIR_COLUMNS = Columns(1, 2, 3)
 _GLUE_SPECS = (
-    _GlueSpec("CoLA", "CoLA", _BINARY, "matthews", _Columns(3, None, 1), _Columns(1, None, None),
+    _GlueSpec("CoLA", "CoLA", _BINARY, "matthews", Columns(3, None, 1), Columns(1, None, None),
               "cola", ("sentence", None), headerless=("source", "label", "mark", "sentence")),
-    _GlueSpec("SST-2", "SST-2", _BINARY, "accuracy", _Columns(0, None, 1),
-              _Columns(1, None, None), "sst2", ("sentence", None)),
-    _GlueSpec("MRPC", "MRPC", _BINARY, "f1", _Columns(3, 4, 0), _Columns(3, 4, None),
+    _GlueSpec("SST-2", "SST-2", _BINARY, "accuracy", Columns(0, None, 1),
+              Columns(1, None, None), "sst2", ("sentence", None)),
+    _GlueSpec("MRPC", "MRPC", _BINARY, "f1", Columns(3, 4, 0), Columns(3, 4, None),
               "mrpc", ("sentence1", "sentence2")),
-    _GlueSpec("STS-B", "STS-B", None, "spearman", _Columns(7, 8, -1), _Columns(7, 8, None),
+    _GlueSpec("STS-B", "STS-B", None, "spearman", Columns(7, 8, -1), Columns(7, 8, None),
               "stsb", ("sentence1", "sentence2")),
-    _GlueSpec("QQP", "QQP", _BINARY, "f1", _Columns(3, 4, 5), _Columns(1, 2, None),
+    _GlueSpec("QQP", "QQP", _BINARY, "f1", Columns(3, 4, 5), Columns(1, 2, None),
               "qqp", ("question1", "question2")),
     _GlueSpec("MNLI-m", "MNLI", _MNLI, "accuracy",
-              _Columns(8, 9, -1), _Columns(8, 9, None), "mnli", ("premise", "hypothesis"),
+              Columns(8, 9, -1), Columns(8, 9, None), "mnli", ("premise", "hypothesis"),
               files=("train.tsv", "dev_matched.tsv", "test_matched.tsv"),
               tfds_splits=("train", "validation_matched", "test_matched")),
     _GlueSpec("MNLI-mm", "MNLI", _MNLI, "accuracy",
-              _Columns(8, 9, -1), _Columns(8, 9, None), "mnli", ("premise", "hypothesis"),
+              Columns(8, 9, -1), Columns(8, 9, None), "mnli", ("premise", "hypothesis"),
               files=("train.tsv", "dev_mismatched.tsv", "test_mismatched.tsv"),
               tfds_splits=("train", "validation_mismatched", "test_mismatched")),
-    _GlueSpec("QNLI", "QNLI", _NLI, "accuracy", _PAIR_COLUMNS, _Columns(1, 2, None),
+    _GlueSpec("QNLI", "QNLI", _NLI, "accuracy", _PAIR_COLUMNS, Columns(1, 2, None),
               "qnli", ("question", "sentence")),
-    _GlueSpec("RTE", "RTE", _NLI, "accuracy", _PAIR_COLUMNS, _Columns(1, 2, None),
+    _GlueSpec("RTE", "RTE", _NLI, "accuracy", _PAIR_COLUMNS, Columns(1, 2, None),
               "rte", ("sentence1", "sentence2")),
-    _GlueSpec("WNLI", "WNLI", _BINARY, "accuracy", _PAIR_COLUMNS, _Columns(1, 2, None),
+    _GlueSpec("WNLI", "WNLI", _BINARY, "accuracy", _PAIR_COLUMNS, Columns(1, 2, None),
               "wnli", ("sentence1", "sentence2")),
 )
 _GLUE = {spec.name.lower(): spec for spec in _GLUE_SPECS}
@@ -234,11 +212,11 @@ def _glue_file_task(spec: _GlueSpec, data_dir: str | Path | None) -> Task:
     if not folder.is_dir():
         raise PowerBertError(f"GLUE data folder {folder} for task {spec.name} does not exist "
                              f"(set --data_dir or $GLUE_DIR)")
-    tables = (_Table(folder / spec.files[0], spec.columns, spec.headerless),
-              _Table(folder / spec.files[1], spec.columns, spec.headerless),
-              _Table(folder / spec.files[2], spec.test_columns))
+    tables = (Table(folder / spec.files[0], spec.columns, spec.headerless),
+              Table(folder / spec.files[1], spec.columns, spec.headerless),
+              Table(folder / spec.files[2], spec.test_columns))
     return Task(spec.name, spec.labels, spec.metric, spec.is_pair,
-                {split: functools.partial(_read_table, table, spec.labels)
+                {split: functools.partial(read_table, table, spec.labels)
                  for split, table in zip(SPLITS, tables)})
 
 
@@ -258,88 +236,25 @@ def _custom_task(spec: CustomTaskSpec, data_dir: str | Path | None) -> Task:
     if metric == "f1" and len(labels) != 2:
         raise PowerBertError(f"metric 'f1' needs two labels (the second is positive), "
                              f"got {len(labels)}")
-    labelled = _Columns(spec.text_a_column, spec.text_b_column, spec.label_column)
+    labelled = Columns(spec.text_a_column, spec.text_b_column, spec.label_column)
+    if not spec.header and not all(isinstance(column, int) or column is None
+                                   for column in dataclasses.astuple(labelled)):
+        raise PowerBertError("files without a header row need column indices (0-based), "
+                             "got " + ", ".join(repr(c) for c in dataclasses.astuple(labelled)
+                                                if c is not None))
     files = {"train": spec.train_file, "dev": spec.dev_file, "test": spec.test_file}
     readers = {}
     for split, file in files.items():
         if file is None:
             continue
         path = Path(data_dir or ".") / file
-        if path.suffix.lower() not in (".tsv", ".csv"):
-            raise PowerBertError(f"{path}: custom task files must end in .tsv or .csv")
+        if path.suffix.lower() not in CUSTOM_SUFFIXES:
+            raise PowerBertError(f"{path}: custom task files must end in "
+                                 f"{', '.join(CUSTOM_SUFFIXES)}")
         columns = labelled if split != "test" else dataclasses.replace(labelled, label=None)
-        readers[split] = functools.partial(_read_table, _Table(path, columns), labels)
+        table = Table(path, columns, header=spec.header)
+        readers[split] = functools.partial(read_table, table, labels)
     return Task(CUSTOM, labels, metric, spec.text_b_column is not None, readers)
-
-
-def _read_table(table: _Table, labels: tuple[str, ...] | None) -> list[Example]:
-    """Reads and checks every row of `table`; `labels` None means regression scores."""
-    path = table.path
-    if not path.is_file():
-        raise PowerBertError(f"{path}: no such file")
-    if path.suffix.lower() == ".csv":
-        dialect = dict(delimiter=",")
-    else:
-        dialect = dict(delimiter="\t", quoting=csv.QUOTE_NONE)
-    label_ids = {label: index for index, label in enumerate(labels or ())}
-    examples = []
-    with path.open(encoding="utf-8-sig", newline="") as file:
-        rows = csv.reader(file, **dialect)
-        try:
-            header = table.names or next(rows, None)
-            if not header:
-                raise PowerBertError(f"{path}: empty file, expected a header row")
-            a, b, label = (None if column is None else _column_index(column, header, path)
-                           for column in dataclasses.astuple(table.columns))
-            line_end = rows.line_num
-            for row in rows:
-                line, line_end = line_end + 1, rows.line_num
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise PowerBertError(
-                        f"{path}:{line}: expected {len(header)} columns, found {len(row)}")
-                for index in (a, b):
-                    if index is not None and not row[index].strip():
-                        raise PowerBertError(
-                            f"{path}:{line}: empty text in column {header[index]!r}")
-                value = None if label is None else row[label].strip()
-                if value is None:
-                    target = None
-                elif labels is None:
-                    target = _score(value, f"{path}:{line}")
-                elif value in label_ids:
-                    target = label_ids[value]
-                else:
-                    raise PowerBertError(f"{path}:{line}: label {value!r} is not one of "
-                                         f"{', '.join(labels)}")
-                examples.append(Example(row[a], None if b is None else row[b], target))
-        except csv.Error as error:
-            raise PowerBertError(f"{path}:{rows.line_num}: {error}") from None
-        except UnicodeDecodeError as error:
-            raise PowerBertError(f"{path}: not UTF-8 text ({error.reason})") from None
-    return examples
-
-
-def _column_index(column: Column, header: list[str] | tuple[str, ...], path: Path) -> int:
-    """Position of `column` (an index or a header name) in `header`."""
-    if isinstance(column, int) and -len(header) <= column < len(header):
-        return column % len(header)
-    if isinstance(column, str) and column in header:
-        return header.index(column)
-    raise PowerBertError(f"{path}: no column {column!r} in the header "
-                         f"({', '.join(header)})")
-
-
-def _score(value: str, where: str) -> float:
-    """A regression label: a finite number."""
-    try:
-        score = float(value)
-    except ValueError:
-        score = math.nan
-    if not math.isfinite(score):
-        raise PowerBertError(f"{where}: label {value!r} is not a number")
-    return score
 
 
 def _glue_tfds_task(spec: _GlueSpec, data_dir: str | Path | None, download: bool) -> Task:

@@ -25,8 +25,15 @@ import tensorflow_text as tf_text
 
 from power_bert_tf.errors import PowerBertError
 
+# The encoder's inputs, each (B, L) int32, as every tokenizer and model here names them.
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 _SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _MAX_CHARS_PER_WORD = 100
+# Raw text is cut to this many characters per position of N before tokenising, which
+# bounds the work of one request: English averages 4-5 characters a word-piece (space
+# included), so the cut keeps the first N word-pieces of any text but one of rare long
+# words, whitespace runs or deleted characters (see `PackingTokenizer.max_chars`).
+CHARS_PER_POSITION = 16
 
 # BertNormalizer clean_text: delete NUL, U+FFFD and control/format/private-use characters
 # (Cc except \t \n \r, Cf, Co), then map the remaining Unicode whitespace to " ".
@@ -83,19 +90,38 @@ class PackingTokenizer(tf.Module):
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         raise NotImplementedError
 
+    @property
+    def max_chars(self) -> int:
+        """Characters of each raw text that are tokenised: `CHARS_PER_POSITION` * N.
+
+        A text up to this long is tokenised whole; a longer one (100,000 characters
+        sent to a server) only up to here, so its cost is bounded. The packed result is
+        the same whenever the kept characters hold at least N word-pieces, since
+        truncation to N keeps only the first ones (for pairs, each segment keeps at
+        least as many as longest-first truncation gives it).
+        """
+        return CHARS_PER_POSITION * self.max_seq_length
+
+    def cut(self, texts: tf.Tensor) -> tf.Tensor:
+        """(B,) strings -> (B,) strings of at most `max_chars` UTF-8 characters (an
+        invalid byte counts as one)."""
+        texts = tf.convert_to_tensor(texts, tf.string)
+        return tf.strings.substr(texts, 0, self.max_chars, unit="UTF8_CHAR")
+
     def __call__(self, text_a: tf.Tensor, text_b: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """(B,) strings -> {"input_word_ids", "input_mask", "input_type_ids"}, each int32 (B, L).
 
-        Packs [CLS] a [SEP] (type id 0) and b [SEP] (type id 1) after longest-first truncation
-        to L = max_seq_length; the mask is 1 on real tokens, and padding is the pad id in ids
+        Each text is first cut to `max_chars` characters. Packs [CLS] a [SEP] (type id 0)
+        and b [SEP] (type id 1) after longest-first truncation to L = max_seq_length; the
+        mask is 1 on real tokens, and padding is the pad id in ids
         and 0 in mask and type ids.
         """
-        segments = [self.tokenize(text_a)]
+        segments = [self.tokenize(self.cut(text_a))]
         if text_b is not None:
             if self.max_seq_length < 3:
                 raise PowerBertError(
                     f"max_seq_length must be >= 3 for sentence pairs, got {self.max_seq_length}")
-            segments.append(self.tokenize(text_b))
+            segments.append(self.tokenize(self.cut(text_b)))
         budget = self.max_seq_length - 1 - len(segments)
         segments = _LongestFirstTrimmer(budget).trim(segments)
         word_ids, type_ids = tf_text.combine_segments(segments, self.cls_id, self.sep_id)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import keras
 
-from power_bert_tf.model.encoder import (BertEmbedding, BertEncoder, Blocks,
-                                         FeedForwardBlock, SelfAttentionBlock)
+from power_bert_tf.model.blocks import BertEmbedding, FeedForwardBlock, SelfAttentionBlock
+from power_bert_tf.model.encoder import BertEncoder, Blocks
 
 
 @keras.saving.register_keras_serializable(package="power_bert_tf")
@@ -66,6 +66,10 @@ class AlbertEncoder(BertEncoder):
                                     layer_norm_epsilon, name=f"group_{g}_feed_forward"))
                   for g in range(groups)]
         return [shared[layer * groups // num_layers] for layer in range(num_layers)]
+
+    def embedded(self, features: dict):
+        """(B, T, D): the (B, T, E) embeddings projected to the hidden width."""
+        return self.get_layer("embedding_projection")(super().embedded(features))
 
     def get_config(self):
         return {**super().get_config(), "embedding_size": self.embedding_size,

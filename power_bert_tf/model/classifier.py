@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import keras
 
+# A saved classifier holds a BertEncoder or an AlbertEncoder: importing both registers
+# them, so `keras.saving.load_model` can rebuild either.
+from power_bert_tf.model.albert import AlbertEncoder  # noqa: F401
 from power_bert_tf.model.encoder import BertEncoder
 
 

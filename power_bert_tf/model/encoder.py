@@ -1,6 +1,6 @@
 """A Keras 3 BERT encoder with an extract slot in every layer.
 
-Encoder layer j on its n_{j-1} input vectors (SPEC "Where the extract layer sits"):
+Encoder layer j on its n_{j-1} input vectors (docs/method.md, "Where elimination happens"):
   1. `SelfAttentionBlock`: multi-head self-attention, Add & LayerNorm;
   2. extract slot: `SignificanceScore` -> `SoftExtract` (search) or `HardExtract`
      (retrain, inference), or nothing (plain BERT);
@@ -16,199 +16,14 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from power_bert_tf.model.extract import EXTRACT_STRATEGIES, HardExtract, SoftExtract
+from power_bert_tf.model.blocks import (BertEmbedding, FeedForwardBlock, SelfAttentionBlock,
+                                        initializer)
+from power_bert_tf.model.config import SELECTIONS
+from power_bert_tf.model.extract import HardExtract, SoftExtract
 from power_bert_tf.model.retention import RetentionConfig
 from power_bert_tf.model.significance import SignificanceScore
 
 EXTRACT_MODES = ("none", "soft", "hard")
-
-
-def _initializer(stddev: float):
-    return keras.initializers.TruncatedNormal(stddev=stddev)
-
-
-def _activation(name: str):
-    if name == "gelu":
-        return lambda x: keras.activations.gelu(x, approximate=False)
-    if name == "gelu_approximate":
-        return lambda x: keras.activations.gelu(x, approximate=True)
-    return keras.activations.get(name)
-
-
-@keras.saving.register_keras_serializable(package="power_bert_tf")
-class BertEmbedding(keras.layers.Layer):
-    """Word + position + segment embeddings, LayerNorm, dropout.
-
-    Call args:
-        token_ids: (B, T) int word-piece ids.
-        segment_ids: (B, T) int segment (token type) ids.
-
-    Returns:
-        (B, T, D) embeddings.
-    """
-
-    def __init__(self, vocabulary_size: int, hidden_size: int, max_sequence_length: int,
-                 type_vocabulary_size: int = 2, dropout: float = 0.1,
-                 layer_norm_epsilon: float = 1e-12, initializer_range: float = 0.02, **kwargs):
-        super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.hidden_size = hidden_size
-        self.max_sequence_length = max_sequence_length
-        self.type_vocabulary_size = type_vocabulary_size
-        self.dropout = dropout
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.initializer_range = initializer_range
-
-    def build(self, token_ids_shape, segment_ids_shape):
-        init = _initializer(self.initializer_range)
-        self.word_embeddings = keras.layers.Embedding(
-            self.vocabulary_size, self.hidden_size, embeddings_initializer=init,
-            dtype=self.dtype_policy, name="word_embeddings")
-        self.position_embeddings = keras.layers.Embedding(
-            self.max_sequence_length, self.hidden_size, embeddings_initializer=init,
-            dtype=self.dtype_policy, name="position_embeddings")
-        self.segment_embeddings = keras.layers.Embedding(
-            self.type_vocabulary_size, self.hidden_size, embeddings_initializer=init,
-            dtype=self.dtype_policy, name="segment_embeddings")
-        self.layer_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
-        for layer in (self.word_embeddings, self.position_embeddings, self.segment_embeddings):
-            layer.build(None)
-        self.layer_norm.build((None, None, self.hidden_size))
-
-    def call(self, token_ids, segment_ids, training=None):
-        positions = ops.arange(ops.shape(token_ids)[1])
-        x = (self.word_embeddings(token_ids)
-             + self.position_embeddings(positions)[None]
-             + self.segment_embeddings(segment_ids))
-        return self.dropout_layer(self.layer_norm(x), training=training)
-
-    def compute_output_shape(self, token_ids_shape, segment_ids_shape):
-        return (*token_ids_shape, self.hidden_size)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "vocabulary_size": self.vocabulary_size, "hidden_size": self.hidden_size,
-            "max_sequence_length": self.max_sequence_length,
-            "type_vocabulary_size": self.type_vocabulary_size, "dropout": self.dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "initializer_range": self.initializer_range,
-        })
-        return config
-
-
-@keras.saving.register_keras_serializable(package="power_bert_tf")
-class SelfAttentionBlock(keras.layers.Layer):
-    """Multi-head self-attention with dropout, residual and post-LayerNorm.
-
-    Call args:
-        hidden: (B, T, D) word-vectors.
-        padding_mask: (B, T), 1 for real tokens; padded keys get probability 0.
-
-    Returns:
-        (hidden, attention_probs): (B, T, D) and (B, H, T, T) (query, key).
-    """
-
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.1,
-                 attention_dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
-                 initializer_range: float = 0.02, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = hidden_size
-        self.num_heads = num_heads
-        self.dropout = dropout
-        self.attention_dropout = attention_dropout
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.initializer_range = initializer_range
-
-    def build(self, hidden_shape, padding_mask_shape):
-        self.attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=self.hidden_size // self.num_heads,
-            dropout=self.attention_dropout,
-            kernel_initializer=_initializer(self.initializer_range),
-            dtype=self.dtype_policy, name="multi_head_attention")
-        self.attention.build(hidden_shape, hidden_shape)
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
-        self.layer_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
-        self.layer_norm.build(hidden_shape)
-
-    def call(self, hidden, padding_mask, training=None):
-        attention_mask = ops.cast(padding_mask, "bool")[:, None, :]  # (B, 1, T_key)
-        output, probs = self.attention(hidden, hidden, attention_mask=attention_mask,
-                                       return_attention_scores=True, training=training)
-        output = self.layer_norm(hidden + self.dropout_layer(output, training=training))
-        return output, probs
-
-    def compute_output_shape(self, hidden_shape, padding_mask_shape):
-        batch, length = hidden_shape[0], hidden_shape[1]
-        return hidden_shape, (batch, self.num_heads, length, length)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "hidden_size": self.hidden_size, "num_heads": self.num_heads,
-            "dropout": self.dropout, "attention_dropout": self.attention_dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "initializer_range": self.initializer_range,
-        })
-        return config
-
-
-@keras.saving.register_keras_serializable(package="power_bert_tf")
-class FeedForwardBlock(keras.layers.Layer):
-    """Position-wise feed-forward with dropout, residual and post-LayerNorm.
-
-    Call args:
-        hidden: (B, T, D) the word-vectors the extract slot kept.
-
-    Returns:
-        (B, T, D).
-    """
-
-    def __init__(self, hidden_size: int, intermediate_size: int, activation: str = "gelu",
-                 dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
-                 initializer_range: float = 0.02, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = hidden_size
-        self.intermediate_size = intermediate_size
-        self.activation = activation
-        self.dropout = dropout
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.initializer_range = initializer_range
-
-    def build(self, hidden_shape):
-        init = _initializer(self.initializer_range)
-        self.intermediate_dense = keras.layers.Dense(
-            self.intermediate_size, activation=_activation(self.activation),
-            kernel_initializer=init, dtype=self.dtype_policy, name="intermediate_dense")
-        self.intermediate_dense.build(hidden_shape)
-        self.output_dense = keras.layers.Dense(
-            self.hidden_size, kernel_initializer=init, dtype=self.dtype_policy,
-            name="output_dense")
-        self.output_dense.build((*hidden_shape[:-1], self.intermediate_size))
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
-        self.layer_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
-        self.layer_norm.build(hidden_shape)
-
-    def call(self, hidden, training=None):
-        output = self.output_dense(self.intermediate_dense(hidden))
-        return self.layer_norm(hidden + self.dropout_layer(output, training=training))
-
-    def compute_output_shape(self, hidden_shape):
-        return hidden_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "hidden_size": self.hidden_size, "intermediate_size": self.intermediate_size,
-            "activation": self.activation, "dropout": self.dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "initializer_range": self.initializer_range,
-        })
-        return config
 
 
 Blocks = list[tuple[SelfAttentionBlock, FeedForwardBlock]]
@@ -216,12 +31,12 @@ Blocks = list[tuple[SelfAttentionBlock, FeedForwardBlock]]
 
 def check_extract_options(num_layers: int, max_sequence_length: int, extract: str,
                           sequence_length: int | None, retention: Sequence[int] | None,
-                          strategy: str) -> None:
+                          selection: str) -> None:
     """Raises ValueError (PowerBertError for retention) on inconsistent extract options."""
     if extract not in EXTRACT_MODES:
         raise ValueError(f"extract must be one of {EXTRACT_MODES}, got {extract!r}")
-    if strategy not in EXTRACT_STRATEGIES:
-        raise ValueError(f"strategy must be one of {EXTRACT_STRATEGIES}, got {strategy!r}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     if extract == "soft" and sequence_length is None:
         raise ValueError("extract='soft' needs sequence_length (the length of r)")
     if extract == "hard":
@@ -235,7 +50,7 @@ def check_extract_options(num_layers: int, max_sequence_length: int, extract: st
 
 
 def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length: int | None,
-                  retention: Sequence[int] | None, strategy: str, mass_lambda: float,
+                  retention: Sequence[int] | None, selection: str, mass_lambda: float,
                   include_padded_queries: bool, seed: int | None) -> dict:
     """Runs the encoder layers on (B, T, D) `hidden` with a (B, T) `mask`.
 
@@ -251,7 +66,7 @@ def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length
     encoder_outputs, kept_positions = [], []
     for j, (attention, feed_forward) in enumerate(blocks, start=1):
         hidden, probs = attention(hidden, mask)
-        if extract == "soft" or (extract == "hard" and strategy == "attention"):
+        if extract == "soft" or (extract == "hard" and selection == "attention"):
             scores = SignificanceScore(include_padded_queries,
                                        name=f"layer_{j}_significance")(probs, mask)
         if extract == "soft":
@@ -259,8 +74,8 @@ def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length
                                  name=f"layer_{j}_soft_extract")(hidden, scores)
         elif extract == "hard":
             hidden, mask, indices = HardExtract(
-                retention[j - 1], strategy, seed, name=f"layer_{j}_hard_extract",
-            )(hidden, mask, scores if strategy == "attention" else None)
+                retention[j - 1], selection, seed, name=f"layer_{j}_hard_extract",
+            )(hidden, mask, scores if selection == "attention" else None)
             positions = ops.take_along_axis(positions, indices, axis=1)
         hidden = feed_forward(hidden)
         encoder_outputs.append(hidden)
@@ -283,10 +98,10 @@ class BertEncoder(keras.Model):
             shorter (T <= N, e.g. batches trimmed to their longest row): padded
             positions are inert, and a layer keeps min(l_j, T) vectors.
         retention: (l_1, ..., l_L) kept vectors per layer, for "hard".
-        strategy: "attention" (PoWER-BERT), "head" or "random" (baselines), for "hard".
+        selection: "attention" (PoWER-BERT), "head" or "random" (baselines), for "hard".
         mass_lambda: lambda of the search loss; layer j's mass is weighted lambda * j.
         include_padded_queries: see `SignificanceScore`.
-        seed: seed of the "random" strategy.
+        seed: seed of the "random" selection.
 
     Inputs: dict of int32 (B, T) tensors `input_word_ids`, `input_mask`, `input_type_ids`.
 
@@ -307,10 +122,10 @@ class BertEncoder(keras.Model):
                  attention_dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
                  activation: str = "gelu", extract: str = "none",
                  sequence_length: int | None = None, retention: Sequence[int] | None = None,
-                 strategy: str = "attention", mass_lambda: float = 0.0,
+                 selection: str = "attention", mass_lambda: float = 0.0,
                  include_padded_queries: bool = False, seed: int | None = None, **kwargs):
         check_extract_options(num_layers, max_sequence_length, extract, sequence_length,
-                              retention, strategy)
+                              retention, selection)
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
                   for name in ("input_word_ids", "input_mask", "input_type_ids")}
         hidden = self.embed(inputs, vocabulary_size=vocabulary_size, hidden_size=hidden_size,
@@ -324,10 +139,10 @@ class BertEncoder(keras.Model):
             activation=activation)
         outputs = extract_stack(
             hidden, inputs["input_mask"], blocks, extract=extract,
-            sequence_length=sequence_length, retention=retention, strategy=strategy,
+            sequence_length=sequence_length, retention=retention, selection=selection,
             mass_lambda=mass_lambda, include_padded_queries=include_padded_queries, seed=seed)
         pooled = keras.layers.Dense(hidden_size, activation="tanh",
-                                    kernel_initializer=_initializer(0.02),
+                                    kernel_initializer=initializer(0.02),
                                     name="pooler")(outputs["sequence_output"][:, 0, :])
         super().__init__(inputs=inputs, outputs={
             "sequence_output": outputs["sequence_output"], "pooled_output": pooled,
@@ -336,6 +151,7 @@ class BertEncoder(keras.Model):
             "kept_positions": outputs["kept_positions"],
         }, **kwargs)
 
+        self._block_names = [(attention.name, ff.name) for attention, ff in blocks]
         self.vocabulary_size = vocabulary_size
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -350,7 +166,7 @@ class BertEncoder(keras.Model):
         self.extract = extract
         self.sequence_length = sequence_length
         self.retention = None if retention is None else [int(count) for count in retention]
-        self.strategy = strategy
+        self.selection = selection
         self.mass_lambda = mass_lambda
         self.include_padded_queries = include_padded_queries
         self.seed = seed
@@ -374,6 +190,25 @@ class BertEncoder(keras.Model):
                                   layer_norm_epsilon, name=f"layer_{j}_feed_forward"))
                 for j in range(1, num_layers + 1)]
 
+    def embedded(self, features: dict) -> "keras.KerasTensor":
+        """(B, T, D) inputs of layer 1 for `features` (the embeddings, inference mode)."""
+        return self.get_layer("embeddings")(features["input_word_ids"],
+                                            features["input_type_ids"])
+
+    def blocks(self, j: int) -> tuple[SelfAttentionBlock, FeedForwardBlock]:
+        """Layer j's (attention, feed-forward) blocks, 1-based; shared across layers in
+        ALBERT. The extract slot between them is `extract_slot(j)`."""
+        if not 1 <= j <= self.num_layers:
+            raise ValueError(f"layer {j} is not in [1, {self.num_layers}]")
+        attention, feed_forward = self._block_names[j - 1]
+        return self.get_layer(attention), self.get_layer(feed_forward)
+
+    def extract_slot(self, j: int) -> keras.layers.Layer | None:
+        """Layer j's extract layer (SoftExtract or HardExtract), None in a plain encoder."""
+        if self.extract == "none":
+            return None
+        return self.get_layer(f"layer_{j}_{self.extract}_extract")
+
     def soft_extract_layers(self) -> list[SoftExtract]:
         return [self.get_layer(f"layer_{j}_soft_extract") for j in range(1, self.num_layers + 1)]
 
@@ -392,7 +227,7 @@ class BertEncoder(keras.Model):
             "attention_dropout": self.attention_dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon, "activation": self.activation,
             "extract": self.extract, "sequence_length": self.sequence_length,
-            "retention": self.retention, "strategy": self.strategy,
+            "retention": self.retention, "selection": self.selection,
             "mass_lambda": self.mass_lambda,
             "include_padded_queries": self.include_padded_queries, "seed": self.seed,
         }

@@ -1,7 +1,8 @@
 """Extract layers: Soft-Extract for the configuration search, Hard-Extract after.
 
 Both sit between a layer's attention block and its feed-forward block and are fed
-that layer's significance scores (SPEC "Where the extract layer sits").
+that layer's significance scores (docs/method.md, "Soft-Extract: the configuration search"
+and "Hard-Extract: retraining and inference").
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-EXTRACT_STRATEGIES = ("attention", "head", "random")
+from power_bert_tf.model.config import SELECTIONS
+
 
 
 @keras.saving.register_keras_serializable(package="power_bert_tf")
@@ -52,8 +54,8 @@ class SoftExtract(keras.layers.Layer):
         self.mass_penalty = mass_penalty
 
     def build(self, hidden_shape, scores_shape):
-        self.retention = self.add_weight(
-            name="retention",
+        self.retention_parameters = self.add_weight(
+            name="retention_parameters",
             shape=(self.sequence_length,),
             initializer="ones",
             constraint=UnitInterval(),
@@ -67,12 +69,12 @@ class SoftExtract(keras.layers.Layer):
             message=f"{self.name}: input longer than the retention vector")
         order = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)  # rank -> position
         rank = tf.argsort(order, axis=-1, stable=True)  # position -> rank
-        factors = tf.gather(self.retention[:length], rank)  # (B, T)
+        factors = tf.gather(self.retention_parameters[:length], rank)  # (B, T)
         return hidden * ops.cast(factors, hidden.dtype)[:, :, None]
 
     def mass(self):
         """sum_i r[i], the expected number of kept word-vectors."""
-        return ops.sum(self.retention)
+        return ops.sum(self.retention_parameters)
 
     def compute_output_shape(self, hidden_shape, scores_shape):
         return hidden_shape
@@ -89,11 +91,11 @@ class HardExtract(keras.layers.Layer):
     """Keeps `retain` word-vectors and physically drops the others.
 
     Always keeps [CLS] (position 0) plus the `retain - 1` other positions chosen
-    by the strategy, in ascending position order, gathering the hidden states AND
+    by the selection, in ascending position order, gathering the hidden states AND
     the padding mask with the same indices. An input shorter than `retain` is
     kept whole, so the output length is min(retain, T), static when T is.
 
-    Strategies (the paper's ablation, one mechanism):
+    Selections (the paper's ablation, one mechanism):
         "attention": top scores (Attn-WS, PoWER-BERT);
         "head": the first positions (Head-WS);
         "random": random real tokens, fresh per call (Rand-WS).
@@ -108,18 +110,18 @@ class HardExtract(keras.layers.Layer):
         K = min(retain, T); `indices` are the kept positions of the input.
     """
 
-    def __init__(self, retain: int, strategy: str = "attention", seed: int | None = None,
+    def __init__(self, retain: int, selection: str = "attention", seed: int | None = None,
                  **kwargs):
         super().__init__(**kwargs)
-        if strategy not in EXTRACT_STRATEGIES:
-            raise ValueError(f"HardExtract: strategy must be one of {EXTRACT_STRATEGIES}, "
-                             f"got {strategy!r}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"HardExtract: selection must be one of {SELECTIONS}, "
+                             f"got {selection!r}")
         if retain < 1:
             raise ValueError(f"HardExtract: retain must be >= 1, got {retain}")
         self.retain = retain
-        self.strategy = strategy
+        self.selection = selection
         self.seed = seed
-        if strategy == "random":
+        if selection == "random":
             self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
 
     def _kept_length(self, hidden):
@@ -130,12 +132,12 @@ class HardExtract(keras.layers.Layer):
 
     def call(self, hidden, padding_mask, scores=None):
         k = self._kept_length(hidden)
-        if self.strategy == "head":
+        if self.selection == "head":
             indices = ops.zeros_like(padding_mask[:, :k]) + ops.arange(k, dtype=padding_mask.dtype)
             return hidden[:, :k], padding_mask[:, :k], indices
-        if self.strategy == "attention":
+        if self.selection == "attention":
             if scores is None:
-                raise ValueError(f"{self.name}: the attention strategy needs scores")
+                raise ValueError(f"{self.name}: the attention selection needs scores")
             others = scores[:, 1:]
         else:  # random: real tokens first (in [1, 2)), padding after (in [0, 1))
             noise = keras.random.uniform(tf.shape(padding_mask[:, 1:]), seed=self.seed_generator)
@@ -155,5 +157,5 @@ class HardExtract(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"retain": self.retain, "strategy": self.strategy, "seed": self.seed})
+        config.update({"retain": self.retain, "selection": self.selection, "seed": self.seed})
         return config

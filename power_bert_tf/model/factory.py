@@ -1,7 +1,9 @@
-"""The encoder class of a model type, and an encoder from an `EncoderConfig`."""
+"""The encoder class of a model type, and an encoder with random weights from an
+`EncoderConfig`: the model layer's part of a family. The whole family (config reader,
+weight assigner, tokenizer) is in `weights.families`, which checks it names these classes."""
 from __future__ import annotations
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.model.albert import AlbertEncoder
 from power_bert_tf.model.encoder import BertEncoder
 

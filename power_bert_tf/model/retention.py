@@ -1,12 +1,13 @@
 """Retention configuration: how many word-vectors each encoder layer keeps.
 
 The configuration (l_1, ..., l_L) is read out of the Soft-Extract retention
-parameters r_j after the search (SPEC "Reading the retention configuration"):
+parameters r_j after the search (docs/method.md, "Reading out the retention configuration"):
 
     l_j = max(1, floor(mass(j))),  mass(j) = sum_i r_j[i],  then l_j = min(l_j, l_{j-1}).
 
 Two upper bounds on the encoder's speed-up come with it: the paper's word-vector
-bound L*N / sum_j l_j, and a FLOP bound computed from the layer shapes.
+bound L*N / sum_j l_j, and a FLOP bound computed from the layer shapes (docs/method.md,
+"Speed-up bounds").
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import dataclasses
 import math
 from typing import Iterable, Sequence
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 
 
@@ -34,7 +35,8 @@ class RetentionConfig:
         object.__setattr__(self, "kept", tuple(self.kept))
         n = self.sequence_length
         if not isinstance(n, int) or n < 1:
-            raise PowerBertError(f"retention configuration: sequence length must be >= 1, got {n!r}")
+            raise PowerBertError(f"retention configuration: sequence length must be >= 1, "
+                                 f"got {n!r}")
         if not self.kept:
             raise PowerBertError("retention configuration is empty")
         previous = n
@@ -44,7 +46,8 @@ class RetentionConfig:
                     f"retention configuration: layer {layer} keeps {count!r}, not an integer")
             if count < 1:
                 raise PowerBertError(
-                    f"retention configuration: layer {layer} keeps {count}; every layer must keep >= 1")
+                    f"retention configuration: layer {layer} keeps {count}; every layer "
+                    f"must keep >= 1")
             if count > n:
                 raise PowerBertError(
                     f"retention configuration: layer {layer} keeps {count} > sequence length {n}")
@@ -56,7 +59,7 @@ class RetentionConfig:
 
     @classmethod
     def from_masses(cls, masses: Iterable[float], sequence_length: int) -> "RetentionConfig":
-        """SPEC read-out: floor each mass, at least 1, then make non-increasing."""
+        """The read-out: floor each mass, at least 1, then make non-increasing."""
         kept: list[int] = []
         for mass in masses:
             count = max(1, math.floor(float(mass)))
@@ -71,7 +74,8 @@ class RetentionConfig:
             kept = tuple(int(part) for part in text.replace(" ", "").split(","))
         except ValueError:
             raise PowerBertError(
-                f"retention configuration {text!r} is not a comma-separated list of integers") from None
+                f"retention configuration {text!r} is not a comma-separated list of "
+                f"integers") from None
         return cls(kept, sequence_length)
 
     def to_dict(self) -> dict:

@@ -7,7 +7,7 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="power_bert_tf")
 class SignificanceScore(keras.layers.Layer):
-    """Scores each position by the attention it receives (SPEC).
+    """Scores each position by the attention it receives (docs/method.md, "Significance score").
 
         sig[b, k] = sum over queries q != k of mean over heads h of A[b, h, q, k]
 

@@ -7,12 +7,12 @@ from power_bert_tf.errors import PowerBertError
 
 
 def is_retention_variable(variable) -> bool:
-    """True for a Soft-Extract retention vector r_j."""
-    return variable.path.endswith("soft_extract/retention")
+    """True for Soft-Extract retention parameters r_j."""
+    return variable.path.endswith("soft_extract/retention_parameters")
 
 
 def transfer_weights(source: keras.Model, target: keras.Model, source_name: str) -> None:
-    """Copies weights by variable path; retention vectors r_j are never carried over.
+    """Copies weights by variable path; retention parameters r_j are never carried over.
 
     Every other variable of `target` must exist in `source` with the same shape, and
     `source` may have no variable that `target` lacks: no silent partial copies.

@@ -1,4 +1,5 @@
-"""A tiny REST client for an exported PoWER-BERT model on TF Serving (urllib + JSON).
+"""A tiny REST client for an exported PoWER-BERT model on TF Serving: standard library only
+(urllib, json, argparse), so it runs where neither TensorFlow nor NumPy is installed.
 
     python -m power_bert_tf.serving.client \\
         --url=http://localhost:8501/v1/models/sst2:predict --text="a fine film"
@@ -12,12 +13,12 @@ and the answer is its "outputs": for `serving_default`, `probabilities` (B, C) a
 """
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import urllib.error
 import urllib.request
 from typing import Any, Mapping, Sequence
-
-from absl import app, flags
 
 from power_bert_tf.cli import exit_on_user_error
 from power_bert_tf.errors import PowerBertError
@@ -68,32 +69,41 @@ def metadata(url: str, timeout: float = 30.0) -> dict[str, Any]:
     return predict(url, {}, "metadata", timeout)
 
 
-flags.DEFINE_string("url", None, "TF Serving predict URL, e.g. "
-                    "http://localhost:8501/v1/models/sst2:predict")
-flags.DEFINE_multi_string("text", None, "A text to classify (repeat for a batch).")
-flags.DEFINE_multi_string("text_a", None, "First text of a pair (repeat for a batch).")
-flags.DEFINE_multi_string("text_b", None, "Second text of a pair, one per --text_a.")
-flags.DEFINE_enum("signature_name", "serving_default", ["serving_default", "metadata"],
-                  "serving_default classifies the texts; metadata reads labels and retention.")
-flags.DEFINE_float("timeout", 30.0, "Seconds to wait for the server.")
-FLAGS = flags.FLAGS
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m power_bert_tf.serving.client", allow_abbrev=False,
+        description="Classify texts with a PoWER-BERT model on TF Serving, or read its "
+                    "metadata.")
+    parser.add_argument("--url", required=True, help="TF Serving predict URL, e.g. "
+                        "http://localhost:8501/v1/models/sst2:predict")
+    parser.add_argument("--text", action="append",
+                        help="A text to classify (repeat for a batch).")
+    parser.add_argument("--text_a", action="append",
+                        help="First text of a pair (repeat for a batch).")
+    parser.add_argument("--text_b", action="append",
+                        help="Second text of a pair, one per --text_a.")
+    parser.add_argument("--signature_name", default="serving_default",
+                        choices=("serving_default", "metadata"),
+                        help="serving_default classifies the texts; metadata reads labels "
+                             "and retention.")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="Seconds to wait for the server.")
+    return parser
 
 
 @exit_on_user_error
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.url:
-        raise PowerBertError("--url is required")
-    if FLAGS.signature_name == "metadata":
-        outputs = metadata(FLAGS.url, FLAGS.timeout)
-    elif FLAGS.text and not (FLAGS.text_a or FLAGS.text_b):
-        outputs = classify(FLAGS.url, FLAGS.text, timeout=FLAGS.timeout)
-    elif FLAGS.text_a and FLAGS.text_b and not FLAGS.text:
-        if len(FLAGS.text_a) != len(FLAGS.text_b):
-            raise PowerBertError(f"{len(FLAGS.text_a)} --text_a but {len(FLAGS.text_b)} "
+    """Runs the command line `argv` (without the program name); prints the outputs as JSON."""
+    args = _parser().parse_args(argv)
+    if args.signature_name == "metadata":
+        outputs = metadata(args.url, args.timeout)
+    elif args.text and not (args.text_a or args.text_b):
+        outputs = classify(args.url, args.text, timeout=args.timeout)
+    elif args.text_a and args.text_b and not args.text:
+        if len(args.text_a) != len(args.text_b):
+            raise PowerBertError(f"{len(args.text_a)} --text_a but {len(args.text_b)} "
                                  f"--text_b")
-        outputs = classify(FLAGS.url, FLAGS.text_a, FLAGS.text_b, FLAGS.timeout)
+        outputs = classify(args.url, args.text_a, args.text_b, args.timeout)
     else:
         raise PowerBertError("pass --text (single-sentence tasks) or --text_a and --text_b "
                              "(pair tasks)")
@@ -101,4 +111,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main(sys.argv[1:])

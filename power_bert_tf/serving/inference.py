@@ -1,11 +1,11 @@
 """Bucketed, XLA-compiled inference: one compiled program per padded length bucket.
 
 XLA compiles once per input shape, and Hard-Extract's kept counts min(l_j, T) are
-static only when T is (SPEC "Known traps"). So a batch is trimmed to its longest
-real length and padded to the smallest of a few fixed lengths, the buckets; each
-bucket has one `tf.function(jit_compile=True)` with a fixed input signature. Padded
-positions score 0 and are masked, and the significance score ignores padded query
-rows by default, so a short bucket gives the same logits as padding to N.
+static only when T is (docs/method.md, "Dynamic padding and length buckets"). So a batch
+is trimmed to its longest real length and padded to the smallest of a few fixed lengths,
+the buckets; each bucket has one `tf.function(jit_compile=True)` with a fixed input
+signature. Padded positions score 0 and are masked, and the significance score ignores
+padded query rows by default, so a short bucket gives the same logits as padding to N.
 """
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from power_bert_tf.data.tokenizer import PackingTokenizer
+from power_bert_tf.data.tokenizer import INPUT_NAMES, PackingTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
+from power_bert_tf.serving.precision import default_jit_compile, with_precision
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
-INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 def buckets_for(max_length: int) -> tuple[int, ...]:
@@ -80,35 +80,42 @@ class BucketedPredictor:
         buckets: ascending padded lengths; default `buckets_for(N)`, N the model's
             sequence length. Inputs longer than the largest are truncated to it.
         tokenizer: for `predict_texts`.
-        jit_compile: XLA-compile each bucket's program.
+        jit_compile: XLA-compile each bucket's program; None: the measured fastest path
+            for `precision` on this device (`precision.default_jit_compile`).
+        precision: "fp32" or "bf16" (the encoder computes in bfloat16; the inputs and
+            the logits stay int32 and float32).
 
     Attributes:
         buckets: the padded lengths.
+        precision, jit_compile: as used.
         trace_counts: bucket -> how often its program was traced (compiled): 1 after
             its first call, and it stays 1.
     """
 
     def __init__(self, model: BertClassifier, buckets: Sequence[int] | None = None,
-                 tokenizer: PackingTokenizer | None = None, jit_compile: bool = True):
+                 tokenizer: PackingTokenizer | None = None, jit_compile: bool | None = None,
+                 precision: str = "fp32"):
         encoder = model.encoder
         max_length = encoder.sequence_length or encoder.max_sequence_length
         self.buckets = tuple(sorted(set(buckets))) if buckets else buckets_for(max_length)
         if self.buckets[0] < 1 or self.buckets[-1] > encoder.max_sequence_length:
             raise PowerBertError(f"buckets {self.buckets} must lie in [1, "
                                  f"{encoder.max_sequence_length}] (the model's positions)")
-        self.model = any_length_copy(model)
+        self.model = with_precision(any_length_copy(model), precision)
+        self.precision = precision
+        self.jit_compile = default_jit_compile(precision) if jit_compile is None else jit_compile
         self.tokenizer = tokenizer
         self.trace_counts = {bucket: 0 for bucket in self.buckets}
         self._programs = {
             bucket: tf.function(
-                self._logits, jit_compile=jit_compile,
+                self._logits, jit_compile=self.jit_compile,
                 input_signature=[{name: tf.TensorSpec((None, bucket), tf.int32, name=name)
                                   for name in INPUT_NAMES}])
             for bucket in self.buckets}
 
     def _logits(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
         self.trace_counts[features["input_word_ids"].shape[1]] += 1
-        return self.model(features, training=False)
+        return tf.cast(self.model(features, training=False), tf.float32)
 
     def logits(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """(B, T) int32 features, any T -> (B, C) logits (B, 1 scores for regression).

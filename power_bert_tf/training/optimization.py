@@ -7,8 +7,15 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="power_bert_tf")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Rises linearly to `peak` over `warmup_steps`, then falls linearly to 0 at
-    `total_steps` (BERT's schedule, as the reference's AdamWarmup)."""
+    """Rises linearly to `peak` over `warmup_steps`, then falls linearly from `peak` to 0
+    at `total_steps`.
+
+    The learning rate at 0-based `step` is peak * (step + 1) / warmup_steps during the
+    warm-up, then peak * (total_steps - step) / (total_steps - warmup_steps). The
+    reference's AdamWarmup decays over the whole run instead, peak * (1 - t / total), so
+    the two differ by up to the warm-up proportion of the peak (docs/method.md,
+    "Deviations from the IBM reference").
+    """
 
     def __init__(self, peak: float, total_steps: int, warmup_steps: int):
         self.peak = peak

@@ -9,15 +9,21 @@ is instead a projected gradient method on the constraint
 
 with a budget that tightens from 1x to the target over the first `ramp` fraction
 of the search steps (the cubic schedule of Zhu & Gupta's gradual pruning) and is
-then held. After every optimiser step the retention parameters are shrunk along
-the mass loss's own direction, r_j <- clip(r_j - tau * j, 0, 1), with the smallest
-tau >= 0 that meets the budget (found by bisection: the bound only grows with tau).
-tau is the controller's state; it plays the part of an adaptive lambda (the dual
-variable of the budget), so the layer weighting j of the mass loss is kept, while
-the task loss still decides, through its gradient on r, which ranks of each layer
-keep their mass. Because the projection moves r as far as the budget needs in one
-step, the speed-up reached does not depend on the r learning rate or the number of
-steps. See docs/method.md, "Speed-up on demand".
+then held. After every optimiser step that leaves r outside the budget, each layer's
+mass is cut to
+
+    m_j = max(1, mass(j) * exp(-tau * j))
+
+by cutting r_j's tail where its running mass passes m_j:
+r_j[i] <- clip(m_j - sum_{k<i} r_j[k], 0, r_j[i]). The least significant ranks go to
+0 and the most significant keep their r, so during the search the model
+already works under the elimination Hard-Extract will do, and no layer loses its
+most significant vector (a layer whose r all fell to 0 would zero even [CLS]). tau,
+the controller's state, is the smallest that meets the budget (bisection: the bound
+only grows with tau); the weight j makes deeper layers give up more, geometrically,
+as the mass loss's j weighting does additively. Because the projection moves r as far
+as the budget needs in one step, the speed-up reached does not depend on the r
+learning rate or the number of steps. See docs/method.md, "Speed-up on demand".
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from power_bert_tf.config import EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
 
@@ -110,13 +116,19 @@ class SpeedupController:
         return flop_bound(self.config, retention)
 
     def _shrink(self, r: np.ndarray, tau: float) -> np.ndarray:
-        return np.clip(r - tau * self.weights, 0.0, 1.0).astype(np.float32)
+        """r with each layer's tail cut where its running mass passes
+        m_j = max(1, mass(j) * exp(-tau * j)); tau = 0 leaves r as it is."""
+        r = r.astype(np.float64)
+        masses = r.sum(axis=1, keepdims=True)
+        kept = np.minimum(masses, np.maximum(1.0, masses * np.exp(-tau * self.weights)))
+        before = np.cumsum(r, axis=1) - r  # mass of the more significant ranks
+        return np.clip(kept - before, 0.0, r).astype(np.float32)
 
     def project(self, r: np.ndarray, required: float) -> tuple[np.ndarray, float]:
-        """The smallest shrinkage of `r` whose read-out reaches `required`; (r', tau)."""
+        """The least truncation of `r` whose read-out reaches `required`; (r', tau)."""
         if self.bound(r, MASS_MARGIN) >= required:
             return r, 0.0
-        low, high = 0.0, 1.0  # tau = 1 takes every r_j (j >= 1) to 0
+        low, high = 0.0, float(np.log(r.shape[1])) + 1.0  # high: every m_j at 1
         for _ in range(BISECTION_STEPS):
             middle = (low + high) / 2
             if self.bound(self._shrink(r, middle), MASS_MARGIN) >= required:

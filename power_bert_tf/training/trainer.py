@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from power_bert_tf.training.checkpoints import TrainingState
+from power_bert_tf.training.distribution import worker_failures
 
 
 @dataclasses.dataclass
@@ -79,7 +80,11 @@ class Trainer:
             loss = tf.nn.compute_average_loss(self._loss(labels, outputs))
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
-        gradients = tape.gradient(loss, flat_variables)
+        # Embedding gradients arrive as IndexedSlices, which Keras' Adam applies slice by
+        # slice: a repeated id's row would step up to sqrt(repeats) x the learning rate.
+        # Dense, as the reference's Adam takes them.
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in tape.gradient(loss, flat_variables)]
         start = 0
         for group, variables in zip(self.groups, self._variables):
             grads = gradients[start:start + len(variables)]
@@ -104,6 +109,15 @@ class Trainer:
         for index, state in enumerate(states):
             state.assign(np.array([seed * 7919 + epoch, index], dtype=state.dtype)
                          .reshape(state.shape))
+
+    def _log_scalars(self, writer, after_step: Callable[[int], dict[str, float]]) -> None:
+        """Runs `after_step` with the number of steps taken; its scalars go to TensorBoard."""
+        step = int(self.groups[0].optimizer.iterations.numpy())
+        scalars = after_step(step)
+        if writer:
+            with writer.as_default(step=step):
+                for name, value in scalars.items():
+                    tf.summary.scalar(f"controller/{name}", value)
 
     # -- public ------------------------------------------------------------------
     def predict(self, dataset: tf.data.Dataset) -> np.ndarray:
@@ -146,19 +160,16 @@ class Trainer:
             progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss"],
                                            verbose=1 if sys.stdout.isatty() else 2)
             start, total, steps = time.perf_counter(), 0.0, 0
-            dataset = self.strategy.experimental_distribute_dataset(make_train_dataset(epoch))
-            for features, labels in dataset:
-                loss = float(self._train_step(features, labels))
-                total, steps = total + loss, steps + 1
-                if after_step:
-                    step = int(self.groups[0].optimizer.iterations.numpy())
-                    scalars = after_step(step)
-                    if writer:
-                        with writer.as_default(step=step):
-                            for name, value in scalars.items():
-                                tf.summary.scalar(f"controller/{name}", value)
-                progress.update(steps, [("loss", total / steps)])
-            dev = evaluate()
+            with worker_failures(self.strategy, f"epoch {epoch}"):
+                dataset = self.strategy.experimental_distribute_dataset(
+                    make_train_dataset(epoch))
+                for features, labels in dataset:
+                    loss = float(self._train_step(features, labels))
+                    total, steps = total + loss, steps + 1
+                    if after_step:
+                        self._log_scalars(writer, after_step)
+                    progress.update(steps, [("loss", total / steps)])
+                dev = evaluate()
             log = EpochLog(epoch, total / max(steps, 1), dev, time.perf_counter() - start,
                            masses() if masses else None)
             improved = dev[metric] > best

@@ -8,6 +8,8 @@ default) or a folder, and returns the encoder shape, canonical tensors and vocab
     Hugging Face ALBERT  config.json with "model_type": "albert", model.safetensors,
                          spiece.model
     Google ALBERT        albert_config.json, model.ckpt-*.{index,data-*}, 30k-clean.model
+
+What differs between BERT and ALBERT comes from their `ModelFamily` (`weights.families`).
 """
 from __future__ import annotations
 
@@ -19,19 +21,18 @@ from typing import Mapping
 import numpy as np
 from absl import logging
 
-from power_bert_tf.config import MODEL_TYPES, EncoderConfig
+from power_bert_tf.model.config import EncoderConfig
+from power_bert_tf.data.tokenizer import PackingTokenizer
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.weights.albert import assign_albert_weights, hf_albert_to_canonical
-from power_bert_tf.weights.bert import assign_bert_weights, is_ignored
+from power_bert_tf.model.encoder import BertEncoder
+from power_bert_tf.weights.bert import is_ignored
 from power_bert_tf.weights.embedded import EMBEDDED_NAME, embedded_model_folder
+from power_bert_tf.weights.families import BERT, FAMILIES, ModelFamily, get_family
 from power_bert_tf.weights.google import read_google_tensors
-from power_bert_tf.weights.huggingface import (hf_to_canonical, read_hf_lower_case,
-                                               read_hf_tensors)
+from power_bert_tf.weights.huggingface import read_hf_lower_case, read_hf_tensors
+from power_bert_tf.weights.vocabulary import vocabulary_is_uncased
 
-_ASSIGN = {"bert": assign_bert_weights, "albert": assign_albert_weights}
-_HF_NAMES = {"bert": hf_to_canonical, "albert": hf_albert_to_canonical}
-# SentencePiece model file names: Hugging Face's, then Google's ALBERT release's.
-_SENTENCEPIECE_FILES = ("spiece.model", "30k-clean.model")
+HF_CONFIG_FILE = "config.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,26 +47,21 @@ class PretrainedBert:
     lower_case: bool
     source: str
 
-    def build_encoder(self, **extract_options):
+    @property
+    def family(self) -> ModelFamily:
+        return FAMILIES[self.config.model_type]
+
+    def build_encoder(self, **extract_options) -> BertEncoder:
         """A `BertEncoder` or `AlbertEncoder` with these weights; `extract_options` go to
         its constructor."""
-        from power_bert_tf.model.factory import build_encoder
-
-        encoder = build_encoder(self.config, **extract_options)
-        _ASSIGN[self.config.model_type](encoder, self.tensors, self.source)
+        encoder = self.family.build_encoder(self.config, **extract_options)
+        self.family.assign_weights(encoder, self.tensors, self.source)
         return encoder
 
-    def tokenizer(self, max_seq_length: int):
+    def tokenizer(self, max_seq_length: int) -> PackingTokenizer:
         """The in-graph tokenizer: WordPiece for BERT, SentencePiece for ALBERT."""
-        if self.config.model_type == "albert":
-            from power_bert_tf.data.sentencepiece_tokenizer import SentencePieceTokenizer
-
-            return SentencePieceTokenizer(self.vocab_file, lower_case=self.lower_case,
-                                          max_seq_length=max_seq_length)
-        from power_bert_tf.data.tokenizer import BertTokenizer
-
-        return BertTokenizer(self.vocab_file, lower_case=self.lower_case,
-                             max_seq_length=max_seq_length)
+        return self.family.tokenizer(self.vocab_file, lower_case=self.lower_case,
+                                     max_seq_length=max_seq_length)
 
 
 def _read_json(path: Path) -> dict:
@@ -75,54 +71,20 @@ def _read_json(path: Path) -> dict:
         raise PowerBertError(f"{path}: invalid JSON ({error})") from None
 
 
-def _read_vocab(folder: Path, config: EncoderConfig) -> tuple[Path, list[str]]:
-    path = folder / "vocab.txt"
-    if not path.is_file():
-        raise PowerBertError(f"{folder}: no vocab.txt")
-    tokens = path.read_text(encoding="utf-8").splitlines()
-    if len(tokens) != config.vocabulary_size:
-        raise PowerBertError(f"{path} has {len(tokens)} tokens but the model's vocab_size "
-                             f"(embedding rows) is {config.vocabulary_size}")
-    return path, tokens
-
-
-def _vocab_is_uncased(tokens: list[str]) -> bool:
-    """An uncased vocabulary has no upper-case word-pieces outside [SPECIAL] tokens."""
-    return not any(token != token.lower() for token in tokens
-                   if not (token.startswith("[") and token.endswith("]")))
-
-
-def _read_sentencepiece(folder: Path, config: EncoderConfig) -> tuple[Path, list[str]]:
-    import sentencepiece
-
-    candidates = [folder / name for name in _SENTENCEPIECE_FILES if (folder / name).is_file()]
-    candidates = candidates or sorted(folder.glob("*.model"))
-    if len(candidates) != 1:
-        raise PowerBertError(f"{folder}: expected one SentencePiece model (spiece.model, "
-                             f"30k-clean.model or one *.model), found {len(candidates)}")
-    path = candidates[0]
-    try:
-        processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
-    except (RuntimeError, OSError) as error:
-        raise PowerBertError(f"{path}: not a SentencePiece model ({error})") from None
-    pieces = [processor.id_to_piece(index) for index in range(processor.get_piece_size())]
-    if len(pieces) != config.vocabulary_size:
-        raise PowerBertError(f"{path} has {len(pieces)} pieces but the model's vocab_size "
-                             f"(embedding rows) is {config.vocabulary_size}")
-    return path, pieces
-
-
-def _model_type(folder: Path) -> tuple[str, str]:
-    """("bert" | "albert", "huggingface" | "google") of a model folder."""
-    if (folder / "albert_config.json").is_file():
-        return "albert", "google"
-    if (folder / "config.json").is_file():
-        declared = _read_json(folder / "config.json").get("model_type")
-        return ("albert" if declared == "albert" else "bert"), "huggingface"
-    if (folder / "bert_config.json").is_file():
-        return "bert", "google"
-    raise PowerBertError(f"{folder} is neither a Hugging Face folder (config.json) nor a "
-                         f"Google BERT (bert_config.json) or ALBERT (albert_config.json) folder")
+def _detect(folder: Path) -> tuple[ModelFamily, str, Path]:
+    """(family, "huggingface" | "google", config file) of a model folder: a Hugging Face
+    `config.json` names its `model_type` (BERT when it names none we know), a Google
+    folder is known by its family's config file."""
+    if (folder / HF_CONFIG_FILE).is_file():
+        declared = _read_json(folder / HF_CONFIG_FILE).get("model_type")
+        return FAMILIES.get(declared, BERT), "huggingface", folder / HF_CONFIG_FILE
+    for family in FAMILIES.values():
+        if (folder / family.google_config_file).is_file():
+            return family, "google", folder / family.google_config_file
+    google = " or ".join(f"{family.name.upper()} ({family.google_config_file})"
+                         for family in FAMILIES.values())
+    raise PowerBertError(f"{folder} is neither a Hugging Face folder ({HF_CONFIG_FILE}) nor "
+                         f"a Google {google} folder")
 
 
 def load_pretrained(model: str | Path = EMBEDDED_NAME, lower_case: bool | None = None,
@@ -135,31 +97,25 @@ def load_pretrained(model: str | Path = EMBEDDED_NAME, lower_case: bool | None =
             else inferred from the vocabulary).
         model_type: "bert" or "albert" to insist on one; None takes the folder's.
     """
-    if model_type is not None and model_type not in MODEL_TYPES:
-        raise PowerBertError(f"model type {model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+    if model_type is not None:
+        get_family(model_type)
     folder = embedded_model_folder() if str(model) == EMBEDDED_NAME else Path(model)
     if not folder.is_dir():
         raise PowerBertError(f"model folder {folder} does not exist")
-    found, layout = _model_type(folder)
-    if model_type is not None and model_type != found:
+    family, layout, config_file = _detect(folder)
+    if model_type is not None and model_type != family.name:
         raise PowerBertError(f"model type {model_type} was asked for, but {folder} holds a "
-                             f"{layout} {found.upper()} model")
-    if found == "albert":
-        config_file = folder / ("albert_config.json" if layout == "google" else "config.json")
-        config = EncoderConfig.from_albert_json(_read_json(config_file), str(config_file),
-                                                google=layout == "google")
-    else:
-        config_file = folder / ("bert_config.json" if layout == "google" else "config.json")
-        config = EncoderConfig.from_bert_json(_read_json(config_file), str(config_file))
+                             f"{layout} {family.name.upper()} model")
+    config = family.read_config(_read_json(config_file), str(config_file), layout == "google")
     if layout == "google":
         tensors, folder_lower_case = read_google_tensors(folder), None
     else:
-        tensors = read_hf_tensors(folder, _HF_NAMES[found])
+        tensors = read_hf_tensors(folder, family.hf_to_canonical)
         folder_lower_case = read_hf_lower_case(folder)
-    vocab_file, tokens = (_read_sentencepiece(folder, config) if found == "albert"
-                          else _read_vocab(folder, config))
+    vocab_file, tokens = family.read_vocabulary(folder, config)
     if lower_case is None:
-        lower_case = folder_lower_case if folder_lower_case is not None else _vocab_is_uncased(tokens)
+        lower_case = (folder_lower_case if folder_lower_case is not None
+                      else vocabulary_is_uncased(tokens))
     skipped = sorted(name for name in tensors if is_ignored(name))
     if skipped:
         logging.info("%s: skipping %d pre-training/optimiser tensors (%s, ...)",

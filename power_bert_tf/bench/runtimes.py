@@ -1,0 +1,267 @@
+"""The runtime table: what a CPU user would deploy, side by side, in one interleaved run.
+
+For one case at one batch size, the same weights (plain and Hard-Extract) and the same
+inputs run as
+
+    tf-graph / tf-xla  fp32 or bf16   TensorFlow, tf.function without / with XLA
+                                      (bf16: `serving.precision.with_precision`)
+    ort                fp32 or int8   ONNX Runtime on the tf2onnx conversion
+                                      (`serving.onnx`), int8 by dynamic quantisation
+
+and every row's pass is timed in one `serving.timing.time_interleaved` call, so each
+ratio is the median of paired per-round ratios. A heavy case (plain forward pass over
+`heavy_gflops` GFLOP) runs only the measured default TF path of each precision
+(`default_jit_compile`); the others run both paths, which is the measurement the
+default is chosen by. ONNX Runtime rows need the `[onnx]` extra; without it they are
+skipped with a note.
+
+Per case the result names the fastest plain row and the fastest PoWER-BERT row with
+the paired speed-up between them (`speedup_vs_fastest_plain`), and checks that
+precision and elimination stack: in the runtime of the fastest PoWER-BERT row,
+(plain fp32 / PoWER-BERT at that precision) against (plain fp32 / PoWER-BERT fp32) x
+(plain fp32 / plain at that precision).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from power_bert_tf.bench.cases import RuntimeCase, build_pair, random_inputs
+from power_bert_tf.model.retention import flop_bound
+from power_bert_tf.serving.precision import default_jit_compile, with_precision
+from power_bert_tf.serving.timing import paired_speedup, time_interleaved
+
+MODELS = ("plain", "power-bert")
+# tf2onnx 1.17 holds many copies of the frozen weights: converting BERT-base (110M
+# parameters) went past 19 GB on the 23 GB machine the committed results come from and
+# was killed, while MiniLM (22M) converts.
+ONNX_MAX_PARAMETERS = 50_000_000
+STACKING_THRESHOLD = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeRow:
+    """One model in one runtime, precision and path."""
+
+    name: str  # "<model> <path> <precision>", e.g. "power-bert ort int8"
+    model: str  # "plain" or "power-bert"
+    path: str  # "tf-graph", "tf-xla" or "ort"
+    precision: str  # "fp32", "bf16" or "int8"
+    timing: dict  # Timing.to_dict(): seconds per batch of each round
+    median_ms: float
+    speedup_vs_plain_fp32: dict  # paired, over `RuntimeResult.reference`
+    max_abs_logit_diff: float  # against the same model in TF fp32
+    argmax_agreement: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeResult:
+    """One case at one batch size, every row, and the comparisons between them."""
+
+    case: str
+    weights: str
+    batch_size: int
+    sequence_length: int
+    retention: tuple[int, ...]
+    flop_bound: float
+    heavy: bool
+    repeats: int
+    reference: str  # the plain fp32 TF row every row's speed-up is over
+    rows: tuple[RuntimeRow, ...]
+    chosen_tf_path: dict  # "<model> <precision>" -> the faster measured TF path
+    fastest_plain: str
+    fastest_power_bert: str
+    speedup_vs_fastest_plain: dict  # paired; with the two row names
+    stacking: dict | None
+    notes: tuple[str, ...]
+
+
+def onnx_available() -> bool:
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("onnxruntime", "tf2onnx", "onnx"))
+
+
+def _tf_pass(model, inputs, jit_compile: bool) -> tuple[Callable[[], np.ndarray], object]:
+    import tensorflow as tf
+
+    function = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
+    return (lambda: np.asarray(function(inputs), np.float32)), function
+
+
+def _onnx_files(model, name: str, sequence_length: int | None, workdir: Path,
+                cache: Path | None, key: str) -> tuple[Path, Path]:
+    """(fp32, int8) ONNX files of `model`, converted into `workdir`, or read from `cache`
+    (`<cache>/<key>-<name>{,_int8}.onnx`, written there after a conversion)."""
+    from power_bert_tf.serving.onnx import convert_in_subprocess, quantize_int8
+
+    if cache is not None:
+        cached = (cache / f"{key}-{name}.onnx", cache / f"{key}-{name}_int8.onnx")
+        if all(path.is_file() for path in cached):
+            return cached
+    fp32 = convert_in_subprocess(model, workdir / f"{name}.onnx", sequence_length, workdir)
+    int8 = quantize_int8(fp32, workdir / f"{name}_int8.onnx")
+    if cache is None:
+        return fp32, int8
+    cache.mkdir(parents=True, exist_ok=True)
+    for source, target in zip((fp32, int8), cached):
+        partial = target.with_suffix(".partial")
+        shutil.copyfile(source, partial)
+        partial.replace(target)
+    return cached
+
+
+def _ort_passes(models: dict, inputs: dict, sequence_length: int, workdir: Path,
+                cache: Path | None, key: str) -> dict[tuple[str, str], Callable[[], np.ndarray]]:
+    """(model, precision) -> an ONNX Runtime pass, fp32 and int8, for each model."""
+    import onnxruntime as ort
+
+    feeds = {name: np.asarray(value, np.int32) for name, value in inputs.items()}
+    passes = {}
+    for name, model in models.items():
+        files = _onnx_files(model, name, sequence_length, workdir, cache, key)
+        for precision, path in zip(("fp32", "int8"), files):
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            passes[name, precision] = (lambda s=session: s.run(["logits"], feeds)[0])
+    return passes
+
+
+def cache_key(runtime_case: RuntimeCase, seed: int) -> str:
+    """What the converted files depend on: the case, the seed, how the weights are made
+    and the converter (its version and the source of our conversion functions)."""
+    import importlib.metadata
+    import inspect
+
+    from power_bert_tf.bench import cases
+    from power_bert_tf.serving import onnx
+
+    case = runtime_case.case
+    sources = [inspect.getsource(function) for function in (
+        cases.build_pair, cases.build_classifier, onnx.convert, onnx.onnx_function,
+        onnx._erfc_handler, onnx.quantize_int8)]
+    text = repr((case.name, case.weights, case.config, case.retention, seed,
+                 importlib.metadata.version("tf2onnx"), sources))
+    return f"{runtime_case.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def measure_runtimes(runtime_case: RuntimeCase, *, repeats: int, heavy_gflops: float,
+                     seed: int, use_onnx: bool = True, onnx_cache: Path | None = None,
+                     onnx_max_parameters: int = ONNX_MAX_PARAMETERS) -> RuntimeResult:
+    """Builds, converts and times every row of `runtime_case` (see the module docstring).
+
+    `onnx_cache`: a folder keeping the converted ONNX files between runs (a BERT-base
+    conversion takes minutes on 2 cores); None converts every time. Models of more
+    than `onnx_max_parameters` weights are not converted (a note says so).
+    """
+    case, batch_size = runtime_case.case, runtime_case.batch_size
+    n = case.retention.sequence_length
+    heavy = case.full_gflops(batch_size) > heavy_gflops
+    notes = []
+    full, pruned = build_pair(case, sequence_length=n, seed=seed)
+    models = {"plain": full, "power-bert": pruned}
+    inputs = random_inputs(case.config, batch_size, n, seed)
+    passes: dict[str, Callable[[], np.ndarray]] = {}
+    rows_meta: dict[str, tuple[str, str, str]] = {}
+    for model_name, model in models.items():
+        for precision in ("fp32", "bf16"):
+            low = with_precision(model, precision)
+            default = default_jit_compile(precision)
+            for jit_compile in ((default,) if heavy else (False, True)):
+                path = "tf-xla" if jit_compile else "tf-graph"
+                name = f"{model_name} {path} {precision}"
+                passes[name], _ = _tf_pass(low, inputs, jit_compile)
+                rows_meta[name] = (model_name, path, precision)
+    if heavy:
+        notes.append(f"heavy ({case.full_gflops(batch_size):.0f} > {heavy_gflops:g} GFLOP per "
+                     f"batch): TF rows run only the default path of each precision")
+    with tempfile.TemporaryDirectory(prefix="power_bert_onnx_") as workdir:
+        parameters = full.count_params()
+        if use_onnx and parameters > onnx_max_parameters:
+            notes.append(f"ONNX Runtime rows skipped: {parameters / 1e6:.0f}M parameters > "
+                         f"--onnx_max_parameters {onnx_max_parameters / 1e6:.0f}M (tf2onnx "
+                         f"1.17 was killed past 19 GB converting BERT-base on 23 GB)")
+        elif use_onnx and onnx_available():
+            print(f"  {runtime_case.name}: converting to ONNX", flush=True)
+            ort_passes = _ort_passes(models, inputs, n, Path(workdir), onnx_cache,
+                                     cache_key(runtime_case, seed))
+            for (model_name, precision), run in ort_passes.items():
+                name = f"{model_name} ort {precision}"
+                passes[name] = run
+                rows_meta[name] = (model_name, "ort", precision)
+        else:
+            notes.append("ONNX Runtime rows skipped: onnxruntime, onnx or tf2onnx is not "
+                         "installed (pip install '.[onnx]')" if use_onnx else
+                         "ONNX Runtime rows not asked for")
+        outputs = {name: run() for name, run in passes.items()}  # compiles; untimed
+        for name in (name for name in passes if name.endswith("ort fp32")):
+            tf_path = "tf-xla" if default_jit_compile("fp32") else "tf-graph"
+            reference_output = outputs[name.replace("ort", tf_path)]
+            if np.abs(outputs[name] - reference_output).max() > 1e-3:
+                notes.append(f"{name}: logits differ from TF fp32 by more than 1e-3")
+        print(f"  {runtime_case.name}: timing {len(passes)} rows, {repeats} interleaved "
+              f"rounds", flush=True)
+        timings = time_interleaved(passes, repeats=repeats, warmup=0)
+    reference = f"plain tf-{'xla' if default_jit_compile('fp32') else 'graph'} fp32"
+    rows = []
+    for name, (model_name, path, precision) in rows_meta.items():
+        expected = outputs[f"{model_name} {reference.split()[1]} fp32"]
+        got = outputs[name]
+        rows.append(RuntimeRow(
+            name, model_name, path, precision, timings[name].to_dict(),
+            round(1000 * timings[name].median, 3),
+            paired_speedup(timings[reference], timings[name]),
+            float(np.abs(got - expected).max()),
+            float((got.argmax(-1) == expected.argmax(-1)).mean())))
+    by_name = {row.name: row for row in rows}
+    chosen = {}
+    for model_name in MODELS:
+        for precision in ("fp32", "bf16"):
+            candidates = [f"{model_name} {path} {precision}" for path in ("tf-graph", "tf-xla")
+                          if f"{model_name} {path} {precision}" in by_name]
+            chosen[f"{model_name} {precision}"] = by_name[min(
+                candidates, key=lambda c: by_name[c].median_ms)].path
+    fastest = {model_name: min((row for row in rows if row.model == model_name),
+                               key=lambda row: row.median_ms).name for model_name in MODELS}
+    speedup = {**paired_speedup(timings[fastest["plain"]], timings[fastest["power-bert"]]),
+               "plain_row": fastest["plain"], "power_bert_row": fastest["power-bert"]}
+    return RuntimeResult(
+        runtime_case.name, case.weights, batch_size, n, case.retention.kept,
+        flop_bound(case.config, case.retention), heavy, repeats, reference, tuple(rows),
+        chosen, fastest["plain"], fastest["power-bert"], speedup,
+        stacking_check(by_name[fastest["power-bert"]], timings, chosen), tuple(notes))
+
+
+def stacking_check(fastest: RuntimeRow, timings: dict, chosen: dict) -> dict | None:
+    """Whether precision and elimination multiply, in the fastest PoWER-BERT row's runtime.
+
+    With P(p) and E(p) the plain and PoWER-BERT rows at precision p in that runtime
+    (TF: each on its chosen path), stacked = P(fp32) / E(p), elimination =
+    P(fp32) / E(fp32), precision = P(fp32) / P(p), each a median of paired ratios;
+    it passes when stacked >= 0.8 x elimination x precision. None when the fastest
+    row is fp32 (nothing to stack).
+    """
+    if fastest.precision == "fp32":
+        return None
+
+    def row(model_name: str, precision: str) -> str:
+        path = fastest.path if fastest.path == "ort" else chosen[f"{model_name} {precision}"]
+        return f"{model_name} {path} {precision}"
+
+    plain32, power32 = row("plain", "fp32"), row("power-bert", "fp32")
+    plain_p, power_p = row("plain", fastest.precision), row("power-bert", fastest.precision)
+    stacked = paired_speedup(timings[plain32], timings[power_p])["median"]
+    elimination = paired_speedup(timings[plain32], timings[power32])["median"]
+    precision = paired_speedup(timings[plain32], timings[plain_p])["median"]
+    ratio = stacked / (elimination * precision)
+    return {"rows": {"plain fp32": plain32, "power-bert fp32": power32,
+                     f"plain {fastest.precision}": plain_p,
+                     f"power-bert {fastest.precision}": power_p},
+            "stacked": stacked, "elimination": elimination, "precision": precision,
+            "ratio": round(ratio, 4), "threshold": STACKING_THRESHOLD,
+            "passes": ratio >= STACKING_THRESHOLD}

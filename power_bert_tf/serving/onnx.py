@@ -1,0 +1,209 @@
+"""ONNX export for ONNX Runtime: float32 and dynamically quantised int8 models.
+
+`export_onnx` writes a versioned folder that needs only `onnxruntime` and NumPy to run:
+
+    <export_dir>/<model_name>/<version>/
+        model.onnx          float32; inputs input_word_ids, input_mask, input_type_ids,
+                            int32 (B, N); outputs logits float32 (B, C) and, per layer j,
+                            kept_positions_j int32 (B, l_j), the input positions it kept
+        model_int8.onnx     the same with int8 weights and dynamically quantised
+                            activations (ONNX Runtime `quantize_dynamic`), written when
+                            asked for
+        vocab.txt           the WordPiece vocabulary
+        power_bert.json     task, labels, lower_case, max_seq_length N, retention, files
+        power_bert_onnx.py  WordPiece pre-processing and `OnnxClassifier`
+                            (a copy of power_bert_tf/serving/onnx_runtime.py)
+
+N is fixed: Hard-Extract's per-layer top-k sizes l_j are static ONNX TopK constants, so
+inputs are padded to N (the pre-processing does). The conversion uses tf2onnx on the
+model's tf.function. TensorFlow lowers the exact GELU to `Erfc`, which tf2onnx does not
+map; `_erfc_handler` writes it as 1 - Erf(x).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from power_bert_tf.errors import PowerBertError
+from power_bert_tf.model.classifier import BertClassifier
+from power_bert_tf.serving import onnx_runtime
+from power_bert_tf.serving.export import next_version
+from power_bert_tf.data.tokenizer import INPUT_NAMES
+
+MODEL_FILE = "model.onnx"
+INT8_FILE = "model_int8.onnx"
+RUNTIME_FILE = "power_bert_onnx.py"
+OPSET = 17
+
+
+def _erfc_handler(ctx, node, name, args) -> None:
+    """tf2onnx handler: Erfc(x) -> 1 - Erf(x), in x's dtype."""
+    from tf2onnx import utils
+
+    node.type = "Erf"
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype))
+    ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(f"{node.name}_1m"),
+                                  inputs=[one.output[0], node.output[0]])
+
+
+def onnx_function(model: BertClassifier, sequence_length: int | None) -> tf.function:
+    """int32 (B, N) features -> {"logits": (B, C), "kept_positions_j": (B, l_j) per layer}.
+
+    N = `sequence_length`; None leaves the length dynamic (plain models)."""
+    encoder = model.encoder
+    logits_layer, dropout_layer = model.get_layer("logits"), model.get_layer("classifier_dropout")
+
+    def forward(input_word_ids, input_mask, input_type_ids):
+        outputs = encoder({"input_word_ids": input_word_ids, "input_mask": input_mask,
+                           "input_type_ids": input_type_ids}, training=False)
+        logits = logits_layer(dropout_layer(outputs["pooled_output"], training=False))
+        result = {"logits": tf.cast(logits, tf.float32)}
+        if encoder.extract == "hard":
+            for j, positions in enumerate(outputs["kept_positions"], start=1):
+                result[f"kept_positions_{j}"] = tf.cast(positions, tf.int32)
+        return result
+
+    return tf.function(forward, input_signature=[
+        tf.TensorSpec((None, sequence_length), tf.int32, name=name) for name in INPUT_NAMES])
+
+
+def convert(model: BertClassifier, path: Path, sequence_length: int | None) -> Path:
+    """Writes `model` at input length N = `sequence_length` (None: any length, plain
+    models only) as one self-contained ONNX file at `path`.
+
+    tf2onnx converts in its "large model" mode, which keeps the weights out of the graph
+    while its optimisers rewrite it (otherwise each pass copies every weight; BERT-base
+    then takes minutes and over 10 GB); the weights are put back in the file after.
+    """
+    import onnx
+    import tf2onnx
+
+    if model.encoder.extract == "soft":
+        raise PowerBertError("a search (Soft-Extract) model cannot be exported: export the "
+                             "retrained (Hard-Extract) or the fine-tuned model")
+    if sequence_length is None and model.encoder.extract == "hard":
+        raise PowerBertError("a Hard-Extract model needs a fixed sequence_length for ONNX")
+    function = onnx_function(model, sequence_length)
+    if not hasattr(np, "product"):  # tf2onnx 1.17's large-model path calls np.product,
+        np.product = np.prod        # which NumPy 2 removed; np.prod is the same function
+    proto, storage = tf2onnx.convert.from_function(
+        function, input_signature=function.input_signature, opset=OPSET,
+        custom_op_handlers={"Erfc": (_erfc_handler, [])}, large_model=True)
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next(entry.value for entry in tensor.external_data
+                            if entry.key == "location")
+            tensor.raw_data = storage.name_to_tensor_data[location]
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+    onnx.save(proto, str(path))
+    return path
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """ONNX Runtime dynamic quantisation: int8 weights of MatMul / Gather, activations
+    quantised per call (no calibration data)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    return target
+
+
+def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
+                version: int | None = None, *, vocab_file: Path, lower_case: bool,
+                max_seq_length: int, labels: Sequence[str] | None, task_name: str,
+                is_pair: bool, int8: bool = True) -> Path:
+    """Writes `<export_dir>/<model_name>/<version>/` (see the module docstring).
+
+    Args:
+        model: a float32 classifier (Hard-Extract or plain), (B, C) logits.
+        export_dir, model_name, version: as `export_saved_model`; an existing version
+            is an error, never overwritten.
+        vocab_file, lower_case: the WordPiece vocabulary and casing (BERT models).
+        max_seq_length: N, the input length of the ONNX graph.
+        labels: label strings in class-index order; None for regression.
+        task_name: recorded in the metadata.
+        is_pair: whether the task takes sentence pairs (recorded).
+        int8: also write the dynamically quantised `model_int8.onnx`.
+
+    Returns:
+        The version folder.
+    """
+    if model.encoder.model_type != "bert":
+        raise PowerBertError(f"ONNX export supports BERT (WordPiece) models, not "
+                             f"{model.encoder.model_type}")
+    expected = 1 if labels is None else len(labels)
+    if model.num_classes != expected:
+        raise PowerBertError(f"the model has {model.num_classes} outputs but the labels need "
+                             f"{expected}")
+    base = Path(export_dir) / model_name
+    version = next_version(base) if version is None else version
+    target = base / str(version)
+    if target.exists():
+        raise PowerBertError(f"{target} exists and is never overwritten: pass another "
+                             f"version (next free: {next_version(base)})")
+    base.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=base))
+    try:
+        convert(model, partial / MODEL_FILE, max_seq_length)
+        files = [MODEL_FILE]
+        if int8:
+            quantize_int8(partial / MODEL_FILE, partial / INT8_FILE)
+            files.append(INT8_FILE)
+        shutil.copyfile(vocab_file, partial / "vocab.txt")
+        shutil.copyfile(onnx_runtime.__file__, partial / RUNTIME_FILE)
+        metadata = {
+            "task": task_name, "version": version, "format": "onnx", "opset": OPSET,
+            "labels": None if labels is None else list(labels), "is_pair": is_pair,
+            "lower_case": lower_case, "max_seq_length": max_seq_length,
+            "retention": model.encoder.retention, "files": files,
+            "inputs": list(INPUT_NAMES),
+            "outputs": ["logits"] + [f"kept_positions_{j}" for j in
+                                     range(1, model.encoder.num_layers + 1)
+                                     if model.encoder.extract == "hard"],
+        }
+        (partial / onnx_runtime.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        os.rename(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return target
+
+
+def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: int | None,
+                          workdir: Path) -> Path:
+    """`convert` in a child process, so that the converter's peak memory (tf2onnx holds
+    many copies of the frozen weights; past 19 GB for BERT-base) is returned to the
+    system when it ends; the model travels as a .keras file in `workdir`."""
+    import subprocess
+    import sys
+
+    saved = Path(workdir) / f"{Path(path).stem}.keras"
+    model.save(saved)
+    command = [sys.executable, "-m", "power_bert_tf.serving.onnx", str(saved), str(path),
+               str(sequence_length or 0)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    saved.unlink()
+    if result.returncode != 0:
+        raise PowerBertError(f"ONNX conversion failed (exit status {result.returncode}): "
+                             f"{result.stderr.strip().splitlines()[-1:]}")
+    return Path(path)
+
+
+if __name__ == "__main__":  # python -m power_bert_tf.serving.onnx MODEL.keras OUT.onnx N (0: any)
+    import sys
+
+    import keras
+
+    import power_bert_tf.model.classifier  # noqa: F401  (registers the Keras classes)
+
+    convert(keras.saving.load_model(sys.argv[1], compile=False), Path(sys.argv[2]),
+            int(sys.argv[3]) or None)

@@ -1,0 +1,168 @@
+"""ONNX export: equality to TF, int8 sanity, the pure-Python tokenizer, loading without
+power_bert_tf or TensorFlow."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+pytest.importorskip("tf2onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from conftest import random_inputs  # noqa: E402
+from power_bert_tf.errors import PowerBertError  # noqa: E402
+from power_bert_tf.serving.inference import valid_utf8  # noqa: E402
+from power_bert_tf.serving.onnx import INT8_FILE, MODEL_FILE, RUNTIME_FILE, export_onnx  # noqa: E402
+from power_bert_tf.serving.onnx_runtime import OnnxClassifier, WordPieceTokenizer  # noqa: E402
+from serving_models import N, RETENTION, tiny_classifier, tiny_tokenizer  # noqa: E402
+from tiny_task import VOCAB  # noqa: E402
+
+LABELS = ("neg", "pos")
+TEXTS = ["the film was good .", "a boring , dull plot and a weak story", "",
+         "GOOD Film!", " ".join(["the very fine film"] * 20)]  # the last > N
+# Text the embedded vocabulary's tokenizers must agree on: accents, casing, CJK, control
+# and zero-width characters, special tokens typed in, long words, punctuation, emoji.
+TRICKY = ["Hello, World!", "naïve café RÉSUMÉ", "ΣΊΣΥΦΟΣ", "北京欢迎你 ok", "[CLS] x [SEP] [cls]",
+          "tab\there\nnew\u00a0nbsp\u200bzw", "a" * 150, "don't stop—believing…", "emoji 😀 🤖",
+          "\x00\x01ctrl\x7f", "", "   ", "İstanbul straße ǅ", "$100 @home #tag ~t `b` {c}",
+          "mixed[MASK]token", "ﬁne ﬂow", "unaffable antidisestablishmentarianism"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_classifier()
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    tokenizer = tiny_tokenizer(root / "vocab")
+    path = export_onnx(model, root / "export", "sst2", vocab_file=root / "vocab" / "vocab.txt",
+                       lower_case=True, max_seq_length=N, labels=LABELS, task_name="SST-2",
+                       is_pair=False)
+    return {"path": path, "root": root, "tokenizer": tokenizer}
+
+
+def test_layout_and_metadata(exported):
+    path = exported["path"]
+    assert path == exported["root"] / "export" / "sst2" / "1"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["1"]  # no partial folder left
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        [MODEL_FILE, INT8_FILE, RUNTIME_FILE, "vocab.txt", "power_bert.json"])
+    meta = json.loads((path / "power_bert.json").read_text())
+    assert (meta["retention"], meta["max_seq_length"], meta["labels"]) == (RETENTION, N,
+                                                                          list(LABELS))
+    assert meta["outputs"] == ["logits", "kept_positions_1", "kept_positions_2",
+                               "kept_positions_3"]
+    import onnx
+
+    graph = onnx.load(str(path / MODEL_FILE)).graph
+    ops = {node.op_type for node in graph.node}
+    assert "Erf" in ops and "TopK" in ops  # exact GELU via 1 - Erf; static top-k
+
+
+def test_float32_equals_tf_with_identical_kept_positions(exported, model):
+    inputs = random_inputs(12, N, lengths=[32, 20, 5, 3, 32, 10, 2, 17, 31, 7, 12, 25], seed=1,
+                           vocabulary_size=len(VOCAB))
+    outputs = OnnxClassifier(exported["path"]).run(inputs)
+    np.testing.assert_allclose(outputs["logits"], model(inputs, training=False).numpy(),
+                               atol=1e-5)
+    kept = model.encoder(inputs, training=False)["kept_positions"]
+    for j, positions in enumerate(kept, start=1):
+        np.testing.assert_array_equal(outputs[f"kept_positions_{j}"], positions.numpy())
+    assert [outputs[f"kept_positions_{j}"].shape[1] for j in (1, 2, 3)] == RETENTION
+
+
+def test_int8_is_close_and_mostly_keeps_the_same_positions(exported, model):
+    inputs = random_inputs(32, N, lengths=list(range(1, N + 1)), seed=2,
+                           vocabulary_size=len(VOCAB))
+    path = exported["path"]
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(path / INT8_FILE)).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
+    int8 = OnnxClassifier(path, INT8_FILE).run(inputs)
+    fp32 = OnnxClassifier(path).run(inputs)
+    scale = np.abs(fp32["logits"]).max()
+    assert 0 < np.abs(int8["logits"] - fp32["logits"]).max() < 0.1 * scale
+    assert (int8["logits"].argmax(1) == fp32["logits"].argmax(1)).mean() >= 0.9
+    # Quantisation noise re-ranks near-ties in the significance score: most kept positions
+    # stay (as sets per row), a few change, more in deeper layers.
+    for j in (1, 2, 3):
+        a, b = int8[f"kept_positions_{j}"], fp32[f"kept_positions_{j}"]
+        overlap = np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, b)])
+        assert overlap > 0.8, (j, overlap)
+
+
+def test_python_tokenizer_matches_the_in_graph_one(pretrained):
+    graph = pretrained.tokenizer(24)
+    python = WordPieceTokenizer(pretrained.vocab_file, lower_case=pretrained.lower_case,
+                                max_seq_length=24)
+    texts = TRICKY + [t.encode() for t in TRICKY[:3]] + [b"good \xff\xfe film", b"\xc3("]
+    encoded = [t if isinstance(t, bytes) else t.encode() for t in texts]
+    expected = graph(valid_utf8(tf.constant(encoded)))
+    for name, values in python(texts).items():
+        np.testing.assert_array_equal(values, expected[name].numpy(), err_msg=name)
+    # Pairs: longest-first truncation of both segments, type ids 0 then 1.
+    firsts, seconds = TRICKY[:8], TRICKY[8:16]
+    expected = graph(valid_utf8(tf.constant([t.encode() for t in firsts])),
+                     valid_utf8(tf.constant([t.encode() for t in seconds])))
+    for name, values in python(firsts, seconds).items():
+        np.testing.assert_array_equal(values, expected[name].numpy(), err_msg=name)
+
+
+LOAD_SCRIPT = textwrap.dedent("""
+    import importlib.abc, json, sys
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.partition(".")[0] in ("power_bert_tf", "tensorflow", "keras"):
+                raise ModuleNotFoundError(name)
+
+    sys.meta_path.insert(0, Block())
+    sys.path.insert(0, sys.argv[1])
+    import power_bert_onnx
+
+    texts = json.load(open(sys.argv[2]))
+    results = {name: power_bert_onnx.OnnxClassifier(sys.argv[1], name).predict(texts)
+               for name in ("model.onnx", "model_int8.onnx")}
+    results["loaded"] = sorted({m.partition(".")[0] for m in sys.modules} &
+                               {"power_bert_tf", "tensorflow", "keras"})
+    print(json.dumps(results))
+""")
+
+
+def test_loads_with_onnxruntime_alone(exported, model, tmp_path):
+    (tmp_path / "load.py").write_text(LOAD_SCRIPT)
+    (tmp_path / "texts.json").write_text(json.dumps(TEXTS))
+    run = subprocess.run([sys.executable, "-I", "load.py", str(exported["path"]), "texts.json"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == []
+    features = exported["tokenizer"](valid_utf8(tf.constant([t.encode() for t in TEXTS])))
+    logits = model(features, training=False).numpy()
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(out["model.onnx"]["probabilities"], expected, atol=1e-5)
+    assert out["model.onnx"]["label"] == [LABELS[i] for i in expected.argmax(1)]
+    np.testing.assert_allclose(out["model_int8.onnx"]["probabilities"], expected, atol=0.1)
+
+
+def test_versions_are_never_overwritten_and_albert_is_refused(exported, model):
+    options = dict(vocab_file=exported["root"] / "vocab" / "vocab.txt", lower_case=True,
+                   max_seq_length=N, labels=LABELS, task_name="SST-2", is_pair=False)
+    with pytest.raises(PowerBertError, match="exists and is never overwritten"):
+        export_onnx(model, exported["root"] / "export", "sst2", 1, **options)
+    with pytest.raises(PowerBertError, match="the labels need 3"):
+        export_onnx(model, exported["root"] / "export", "sst2", **{**options,
+                                                                  "labels": ("a", "b", "c")})
+
+
+def test_the_standalone_runtime_names_the_inputs_as_the_package_does():
+    from power_bert_tf.data.tokenizer import INPUT_NAMES
+    from power_bert_tf.serving import onnx_runtime
+
+    assert onnx_runtime.INPUT_NAMES == INPUT_NAMES

@@ -1,0 +1,52 @@
+"""`import power_bert_tf` is light: TensorFlow loads only when a name needs it."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import power_bert_tf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_import_does_not_load_tensorflow():
+    done = _run("import sys, power_bert_tf\n"
+                "heavy = sorted({'tensorflow', 'keras', 'numpy'} & set(sys.modules))\n"
+                "assert not heavy, heavy\n"
+                "assert 'BertEncoder' in dir(power_bert_tf)\n"
+                "power_bert_tf.PowerBertError('light')\n"
+                "assert 'tensorflow' not in sys.modules\n"
+                "encoder = power_bert_tf.BertEncoder\n"
+                "assert 'tensorflow' in sys.modules and encoder.__name__ == 'BertEncoder'")
+    assert done.returncode == 0, done.stderr
+
+
+def test_all_lists_every_lazy_name():
+    assert sorted(power_bert_tf.__all__) == sorted(["PowerBertError", *power_bert_tf._EXPORTS])
+
+
+@pytest.mark.parametrize("name", power_bert_tf.__all__)
+def test_every_public_name_resolves_to_its_definition(name):
+    value = getattr(power_bert_tf, name)
+    assert value.__name__ == name and value.__module__.startswith("power_bert_tf.")
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        power_bert_tf.Nope  # noqa: B018
+    from_import = _run("from power_bert_tf import Nope")
+    assert "ImportError: cannot import name 'Nope'" in from_import.stderr
+
+
+def test_loading_a_classifier_registers_every_encoder():
+    done = _run("import keras, power_bert_tf.model.classifier\n"
+                "for name in ('BertClassifier', 'BertEncoder', 'AlbertEncoder', "
+                "'SoftExtract', 'HardExtract', 'SignificanceScore'):\n"
+                "    assert keras.saving.get_registered_object('power_bert_tf>' + name), name")
+    assert done.returncode == 0, done.stderr
