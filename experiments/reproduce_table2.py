@@ -287,9 +287,12 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
     for task in tasks:
         if task in missing:
             continue
-        summary = summarize(task, load(study.results(task)), study.plan(task).seeds)
+        runs = load(study.results(task))
+        summary = summarize(task, runs, study.plan(task).seeds)
         if summary is None:
-            missing[task] = "not finished"
+            grid = [f"{run['learning_rate']:g}: {100 * run['best_dev']:.1f} (epoch "
+                    f"{run['best_epoch']})" for run in runs.values() if run.get("arm") == "grid"]
+            missing[task] = ("in progress; grid " + ", ".join(grid)) if grid else "not finished"
         else:
             summaries.append(summary)
     (study.results_dir / "table2_summary.json").write_text(json.dumps(
