@@ -261,9 +261,10 @@ def elimination(analysis: Analysis) -> tuple[dict, plt.Figure]:
 def retention(analysis: Analysis) -> tuple[dict, plt.Figure]:
     del analysis
     runs = [json.loads(p.read_text())
-            for p in sorted(Path(FLAGS.results_dir).glob("run_glue_*.json"))]
+            for p in sorted(Path(FLAGS.results_dir).glob("table2/*/power_seed1.json"))]
     if not runs:
-        raise PowerBertError(f"retention: no run_glue_*.json in {FLAGS.results_dir}")
+        raise PowerBertError(f"retention: no table2/<task>/power_seed1.json in "
+                             f"{FLAGS.results_dir} (run make reproduce-table2 first)")
     figure, axis = plt.subplots(figsize=(6, 3.5))
     width = 0.8 / len(runs)
     configurations = {}

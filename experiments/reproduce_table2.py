@@ -66,15 +66,16 @@ PLANS = {"CoLA": SMALL, "RTE": SMALL, "MRPC": SMALL, "STS-B": SMALL,
             for task in ("QQP", "MNLI-m", "MNLI-mm", "QNLI")}}
 QUICK_PLAN = TaskPlan((1e-4,), 1, (1,), (
     "--max_train_examples=64", "--max_eval_examples=32", "--max_seq_length=32",
-    "--batch_size=16", "--eval_batch_size=16"))
+    "--batch_size=16", "--eval_batch_size=16", "--timing_repeats=2"))
 TASKS = ("CoLA", "RTE", "QQP", "MRPC", "SST-2", "MNLI-m", "MNLI-mm", "QNLI", "STS-B")
 SEARCH_EPOCHS, RETRAIN_EPOCHS = 2, 3
 # The measured speed-up runs a few percent under the FLOP bound (embeddings, gathers),
 # so the search aims this much above the paper's speed-up.
 AIM = 1.05
+DEFAULT_TARGET = 2.0  # tasks the paper's Table 2 does not have (WNLI, custom)
 ABLATION_TASKS = ("SST-2", "RTE")
 ABLATION = ("--targets=2,3,4,6", "--selections=head,random", "--keep_layers=2,4")
-QUICK_ABLATION = ("--targets=2", "--selections=head", "--keep_layers=3")
+QUICK_ABLATION = ("--targets=2", "--selections=head", "--keep_layers=")
 STAGES = ("grid", "power", "seeds", "budget", "ablation")
 ANALYSES = ("diffusion", "scoring", "elimination", "retention")
 
@@ -104,7 +105,7 @@ class Study:
     quick: bool
 
     def plan(self, task: str) -> TaskPlan:
-        return QUICK_PLAN if self.quick else PLANS[task]
+        return QUICK_PLAN if self.quick else PLANS.get(task, SMALL)
 
     def results(self, task: str) -> Path:
         return self.results_dir / "table2" / task
@@ -117,7 +118,10 @@ class Study:
         return [f"--model={FLAGS.model}", *self.plan(task).flags, *extra]
 
     def target(self, task: str) -> float:
-        return 2.0 if self.quick else round(AIM * PAPER_TABLE2[task][4], 3)
+        if self.quick:
+            return 2.0
+        paper = PAPER_TABLE2[task][4] if task in PAPER_TABLE2 else DEFAULT_TARGET
+        return round(AIM * paper, 3)
 
     def record(self, task: str, name: str, result: dict, started: float,
                commands: list[str]) -> None:
