@@ -287,7 +287,7 @@ def run_stage(study: Study, stage: str, task: str) -> None:
 
 
 def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
-    summaries = []
+    started, summaries = time.time(), []
     for task in tasks:
         if task in missing:
             continue
@@ -300,7 +300,8 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
         else:
             summaries.append(summary)
     (study.results_dir / "table2_summary.json").write_text(json.dumps(
-        {"summaries": summaries, "missing": missing, "git_commit": runner.git_commit()},
+        {"summaries": summaries, "missing": missing, "command": " ".join(["python", *sys.argv]),
+         "git_commit": runner.git_commit(), "wall_seconds": round(time.time() - started, 1)},
         indent=2) + "\n")
     header = ("# Table 2 on the embedded MiniLM (GLUE dev sets, 2-core CPU)\n\n"
               "Made by `python experiments/reproduce_table2.py"

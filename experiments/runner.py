@@ -61,7 +61,8 @@ def write_result(path: Path, result: dict, *, started: float, commands: Sequence
                  overwrite: bool = False) -> None:
     """Writes `result` with its commands, git commit and wall time, atomically; an
     existing file with other content is an error unless `overwrite`."""
-    record = {**result, "commands": list(commands), "git_commit": git_commit(),
+    record = {**result, "command": " && ".join(commands), "commands": list(commands),
+              "git_commit": git_commit(),
               "wall_seconds": round(time.time() - started, 1)}
     if path.exists() and not overwrite:
         raise PowerBertError(f"{path} exists; pass --overwrite to replace it")
