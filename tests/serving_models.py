@@ -12,6 +12,18 @@ from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.encoder import BertEncoder
 from tiny_task import NEGATIVE, POSITIVE, VOCAB, tiny_config
 
+# The head of a script run in a fresh interpreter that must not import power_bert_tf,
+# even if it is installed (the SavedModel and ONNX tests: what a server would have).
+NO_PACKAGE = """import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] == "power_bert_tf":
+            raise ModuleNotFoundError(name)
+
+sys.meta_path.insert(0, Block())
+"""
+
 N = 32
 RETENTION = [20, 12, 6]
 

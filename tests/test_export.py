@@ -13,7 +13,7 @@ from conftest import random_inputs
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.serving.export import export_saved_model
 from power_bert_tf.serving.inference import BucketedPredictor, valid_utf8
-from serving_models import N, RETENTION, tiny_classifier, tiny_tokenizer
+from serving_models import N, NO_PACKAGE, RETENTION, tiny_classifier, tiny_tokenizer
 from tiny_task import VOCAB
 
 LABELS = ("neg", "pos")
@@ -23,15 +23,8 @@ IDS = random_inputs(3, 20, lengths=[20, 7, 2], seed=3, vocabulary_size=len(VOCAB
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no script folder on sys.path) that
 # cannot import power_bert_tf even if it is installed.
-LOAD_SCRIPT = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.partition(".")[0] == "power_bert_tf":
-                raise ModuleNotFoundError(name)
-
-    sys.meta_path.insert(0, Block())
+LOAD_SCRIPT = NO_PACKAGE + textwrap.dedent("""
+    import json
     try:
         import power_bert_tf
         sys.exit("power_bert_tf is importable")

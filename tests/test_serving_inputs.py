@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from power_bert_tf.serving.export import export_saved_model
 from power_bert_tf.serving.inference import valid_utf8
-from serving_models import RETENTION, tiny_classifier, tiny_tokenizer
+from serving_models import NO_PACKAGE, RETENTION, tiny_classifier, tiny_tokenizer
 
 LABELS = ("neg", "pos")
 HUGE_CHARS = 100_000
@@ -26,15 +26,8 @@ ODD = {"empty": b"", "whitespace": b" \t\n \xc2\xa0 ", "invalid_utf8": b"\xff\xf
        "mixed_scripts": "good 映画 фильм φιλμ فيلم 🎬👍🏽 film".encode(),
        "emoji_only": "🎬🍿👍".encode()}
 
-SCRIPT = textwrap.dedent("""
-    import importlib.abc, json, sys, threading, time
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.partition(".")[0] == "power_bert_tf":
-                raise ModuleNotFoundError(name)
-
-    sys.meta_path.insert(0, Block())
+SCRIPT = NO_PACKAGE + textwrap.dedent("""
+    import json, threading, time
     import numpy as np
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
