@@ -22,11 +22,14 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .
 
+# The whole suite, slow end-to-end tests included, on TEST_WORKERS processes
+# (pytest-xdist; most of a test's time is single-threaded graph tracing).
+TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) tests
 
 test-fast: lint
-	$(PY) -m pytest -m "not slow" tests
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" tests
 
 # The main job, shortened to a few minutes on 2 CPU cores: fine-tune, search for a 3x
 # speed-up (--target_speedup), retrain and evaluate on an SST-2 subset (one epoch each,

@@ -1,6 +1,7 @@
 """A tiny trained Hard-Extract classifier and its tokenizer, shared by the serving tests."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import keras
@@ -28,9 +29,11 @@ N = 32
 RETENTION = [20, 12, 6]
 
 
+@functools.cache
 def tiny_classifier(num_classes: int = 2, seed: int = 0) -> BertClassifier:
     """N=32, retention 20,12,6, fitted a few steps (more positive than negative words)
-    so that its outputs differ between inputs."""
+    so that its outputs differ between inputs. Built once per test process and shared
+    by the serving tests' modules: read it, never change it."""
     keras.utils.set_random_seed(seed)
     config = tiny_config().to_dict()
     encoder = BertEncoder(**config, extract="hard", retention=RETENTION, sequence_length=N)

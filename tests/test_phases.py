@@ -1,5 +1,6 @@
 """The three phases end to end on a tiny BERT and a tiny task (seconds each)."""
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -23,6 +24,23 @@ def tiny(tmp_path_factory):
 
 def make_config(tiny, output_dir, **overrides) -> RunConfig:
     return tiny_run_config(tiny["model"], tiny["train"], tiny["dev"], output_dir, **overrides)
+
+
+@pytest.fixture(scope="module")
+def finetuned_once(tiny):
+    """One epoch of fine-tuning, run once for the tests that start from it."""
+    output = tiny["root"] / "finetuned"
+    phases.run(make_config(tiny, output, phase="finetune", finetune_epochs=1))
+    return output
+
+
+@pytest.fixture
+def finetuned(finetuned_once, tmp_path):
+    """A copy of `finetuned_once` in this test's tmp_path (returned), as if it had run
+    `--phase=finetune --finetune_epochs=1` there."""
+    shutil.copytree(finetuned_once, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
 
 def read(path):
     return json.loads(path.read_text())
@@ -71,9 +89,8 @@ def test_finetune_learns_the_tiny_task(tiny, tmp_path):
     assert result["dev"]["accuracy"] >= 0.75  # chance is 0.5
 
 
-def test_retention_config_skips_the_search(tiny, tmp_path):
-    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
-    result = phases.run(make_config(tiny, tmp_path, phase="retrain", retrain_epochs=1,
+def test_retention_config_skips_the_search(tiny, finetuned):
+    result = phases.run(make_config(tiny, finetuned, phase="retrain", retrain_epochs=1,
                                     retention_config="8,6,4"))
     assert result["retention"] == [8, 6, 4]
     assert result["word_vector_bound"] == pytest.approx(48 / 18, abs=1e-3)
@@ -86,11 +103,10 @@ def test_retention_config_skips_the_search(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("selection", ["head", "random"])
-def test_static_baselines_retrain(tiny, tmp_path, selection):
-    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
-    result = phases.run(make_config(tiny, tmp_path, phase="retrain", retrain_epochs=1,
+def test_static_baselines_retrain(tiny, finetuned, selection):
+    result = phases.run(make_config(tiny, finetuned, phase="retrain", retrain_epochs=1,
                                     retention_config="8,6,4", selection=selection))
-    model = keras.saving.load_model(tmp_path / "custom" / "retrain" / "model.keras")
+    model = keras.saving.load_model(finetuned / "custom" / "retrain" / "model.keras")
     assert result["selection"] == model.encoder.selection == selection
 
 
@@ -126,37 +142,34 @@ def test_resume_after_a_kill_matches_an_unbroken_run(tiny, tmp_path, monkeypatch
         np.testing.assert_allclose(resumed, reference, atol=1e-5)
 
 
-def test_a_finished_phase_is_not_overwritten_silently(tiny, tmp_path):
-    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+def test_a_finished_phase_is_not_overwritten_silently(tiny, finetuned):
     with pytest.raises(PowerBertError, match="holds a finished run; pass --overwrite"):
-        phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
-    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1, overwrite=True))
+        phases.run(make_config(tiny, finetuned, phase="finetune", finetune_epochs=1))
+    phases.run(make_config(tiny, finetuned, phase="finetune", finetune_epochs=1,
+                           overwrite=True))
 
 
-def test_all_with_resume_skips_finished_phases(tiny, tmp_path, capsys):
-    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
-    phases.run(make_config(tiny, tmp_path, finetune_epochs=1, search_epochs=1,
+def test_all_with_resume_skips_finished_phases(tiny, finetuned, capsys):
+    phases.run(make_config(tiny, finetuned, finetune_epochs=1, search_epochs=1,
                            retrain_epochs=1, resume=True))
     assert "finetune: finished earlier" in capsys.readouterr().out
-    assert (tmp_path / "custom" / "evaluate" / "run.json").is_file()
+    assert (finetuned / "custom" / "evaluate" / "run.json").is_file()
 
 
-def test_collapsed_search_is_reported(tiny, tmp_path):
-    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
+def test_collapsed_search_is_reported(tiny, finetuned):
     collapse = dict(mass_lambda=50.0, soft_extract_learning_rate=1.0, search_epochs=1)
     with pytest.raises(PowerBertError, match=r"search collapsed.*smaller --lambda \(now 50\)"):
-        phases.run(make_config(tiny, tmp_path, phase="search", **collapse))
-    assert read(tmp_path / "custom" / "search" / "retention.json")["retention"] == [1, 1, 1]
+        phases.run(make_config(tiny, finetuned, phase="search", **collapse))
+    assert read(finetuned / "custom" / "search" / "retention.json")["retention"] == [1, 1, 1]
     with pytest.raises(PowerBertError, match="search collapsed"):
-        phases.run(make_config(tiny, tmp_path, phase="retrain", **collapse))
+        phases.run(make_config(tiny, finetuned, phase="retrain", **collapse))
 
 
-def test_checkpoint_from_another_model_shape(tiny, tmp_path):
-    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
-    wider = write_tiny_model(tmp_path / "wider", hidden_size=48)
+def test_checkpoint_from_another_model_shape(tiny, finetuned):
+    wider = write_tiny_model(finetuned / "wider", hidden_size=48)
     with pytest.raises(PowerBertError,
                        match="has hidden_size=32 but --model .* has hidden_size=48"):
-        phases.run(make_config(tiny, tmp_path, phase="search", model=str(wider)))
+        phases.run(make_config(tiny, finetuned, phase="search", model=str(wider)))
 
 
 def _write_glue_rte(folder, count, rng_seed):
@@ -201,9 +214,8 @@ def test_regression_task(tiny, tmp_path):
     assert set(result["dev"]) == {"spearman", "pearson"}
 
 
-def test_xla_compiled_training_step(tiny, tmp_path):
-    phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1))
-    result = phases.run(make_config(tiny, tmp_path, phase="search", search_epochs=1,
+def test_xla_compiled_training_step(tiny, finetuned):
+    result = phases.run(make_config(tiny, finetuned, phase="search", search_epochs=1,
                                     jit_compile=True))
     # r trains under XLA too: one epoch (8 steps, r step 5e-2 decaying to 0) lowers each
     # r_j[i] by at most 0.225, so a mass falls from 16 to no less than 12.4.

@@ -15,6 +15,7 @@ combine_segments, pad_model_inputs) are assembled here with Hugging Face's rules
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -34,6 +35,7 @@ _MAX_CHARS_PER_WORD = 100
 # included), so the cut keeps the first N word-pieces of any text but one of rare long
 # words, whitespace runs or deleted characters (see `PackingTokenizer.max_chars`).
 CHARS_PER_POSITION = 16
+_TEXTS = tf.TensorSpec([None], tf.string)  # (B,) raw texts
 
 # BertNormalizer clean_text: delete NUL, U+FFFD and control/format/private-use characters
 # (Cc except \t \n \r, Cf, Co), then map the remaining Unicode whitespace to " ".
@@ -116,12 +118,29 @@ class PackingTokenizer(tf.Module):
         mask is 1 on real tokens, and padding is the pad id in ids
         and 0 in mask and type ids.
         """
-        segments = [self.tokenize(self.cut(text_a))]
-        if text_b is not None:
-            if self.max_seq_length < 3:
-                raise PowerBertError(
-                    f"max_seq_length must be >= 3 for sentence pairs, got {self.max_seq_length}")
-            segments.append(self.tokenize(self.cut(text_b)))
+        if text_b is not None and self.max_seq_length < 3:
+            raise PowerBertError(
+                f"max_seq_length must be >= 3 for sentence pairs, got {self.max_seq_length}")
+        texts = [text_a] if text_b is None else [text_a, text_b]
+        if tf.executing_eagerly():
+            return self._pack(texts)
+        return (self._pack_single if text_b is None else self._pack_pair)(*texts)
+
+    # In a graph (a tf.data map, an exported signature) each packer is traced once per
+    # tokenizer and then called: tracing the tokenizer's ops takes seconds, and every
+    # new dataset (each epoch's, each split's) would otherwise retrace them.
+    @functools.cached_property
+    def _pack_single(self) -> tf.types.experimental.PolymorphicFunction:
+        return tf.function(lambda text_a: self._pack([text_a]), autograph=False,
+                           input_signature=[_TEXTS])
+
+    @functools.cached_property
+    def _pack_pair(self) -> tf.types.experimental.PolymorphicFunction:
+        return tf.function(lambda text_a, text_b: self._pack([text_a, text_b]),
+                           autograph=False, input_signature=[_TEXTS, _TEXTS])
+
+    def _pack(self, texts: list[tf.Tensor]) -> dict[str, tf.Tensor]:
+        segments = [self.tokenize(self.cut(text)) for text in texts]
         budget = self.max_seq_length - 1 - len(segments)
         segments = _LongestFirstTrimmer(budget).trim(segments)
         word_ids, type_ids = tf_text.combine_segments(segments, self.cls_id, self.sep_id)

@@ -67,10 +67,9 @@ class Trainer:
         with strategy.scope():
             for group, variables in zip(self.groups, self._variables):
                 group.optimizer.build(variables)
-        self._train_step = tf.function(self._distributed_train_step, reduce_retracing=True)
         self._replica_step = (tf.function(self._replica_train_step, jit_compile=True)
                               if jit_compile else self._replica_train_step)
-        self._predict_step = tf.function(self._distributed_predict_step, reduce_retracing=True)
+        self._traced: dict[tuple[str, str], Callable] = {}
 
     # -- steps -------------------------------------------------------------------
     def _replica_train_step(self, features, labels):
@@ -119,13 +118,24 @@ class Trainer:
                 for name, value in scalars.items():
                     tf.summary.scalar(f"controller/{name}", value)
 
+    def _step_for(self, step: Callable, dataset) -> Callable:
+        """`step` as a tf.function with the distributed `dataset`'s element spec as its
+        input signature: under dynamic padding the batch and length dims are None there,
+        so the step is traced once, not once per batch shape (tracing takes seconds)."""
+        spec = dataset.element_spec
+        key = (step.__name__, repr(spec))
+        if key not in self._traced:
+            signature = list(spec) if isinstance(spec, tuple) else [spec]
+            self._traced[key] = tf.function(step, input_signature=signature)
+        return self._traced[key]
+
     # -- public ------------------------------------------------------------------
     def predict(self, dataset: tf.data.Dataset) -> np.ndarray:
         """Outputs (N, C) for a dataset of features (labels, if present, are dropped)."""
-        dataset = dataset.map(lambda *batch: batch[0])
-        outputs = [self._predict_step(batch).numpy()
-                   for batch in self.strategy.experimental_distribute_dataset(dataset)]
-        return np.concatenate(outputs, axis=0)
+        dataset = self.strategy.experimental_distribute_dataset(
+            dataset.map(lambda *batch: batch[0]))
+        predict_step = self._step_for(self._distributed_predict_step, dataset)
+        return np.concatenate([predict_step(batch).numpy() for batch in dataset], axis=0)
 
     def fit(self, make_train_dataset: Callable[[int], tf.data.Dataset], steps_per_epoch: int,
             epochs: int, evaluate: Callable[[], dict[str, float]], metric: str,
@@ -163,8 +173,9 @@ class Trainer:
             with worker_failures(self.strategy, f"epoch {epoch}"):
                 dataset = self.strategy.experimental_distribute_dataset(
                     make_train_dataset(epoch))
+                train_step = self._step_for(self._distributed_train_step, dataset)
                 for features, labels in dataset:
-                    loss = float(self._train_step(features, labels))
+                    loss = float(train_step(features, labels))
                     total, steps = total + loss, steps + 1
                     if after_step:
                         self._log_scalars(writer, after_step)
