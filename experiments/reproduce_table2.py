@@ -53,6 +53,8 @@ class TaskPlan:
     finetune_epochs: int  # of each grid point; the best dev epoch is kept
     seeds: tuple[int, ...]
     flags: tuple[str, ...] = ()  # run_glue.py flags of every run
+    search_epochs: int = 2
+    retrain_epochs: int = 3
 
 
 # A 6-layer MiniLM under-trains at BERT-base's 2e-5-3e-5 for 3 epochs (RTE stayed at its
@@ -66,9 +68,8 @@ PLANS = {"CoLA": SMALL, "RTE": SMALL, "MRPC": SMALL, "STS-B": SMALL,
             for task in ("QQP", "MNLI-m", "MNLI-mm", "QNLI")}}
 QUICK_PLAN = TaskPlan((1e-4,), 1, (1,), (
     "--max_train_examples=64", "--max_eval_examples=32", "--max_seq_length=32",
-    "--batch_size=16", "--eval_batch_size=16", "--timing_repeats=2"))
+    "--batch_size=16", "--eval_batch_size=16", "--timing_repeats=2"), 1, 1)
 TASKS = ("CoLA", "RTE", "QQP", "MRPC", "SST-2", "MNLI-m", "MNLI-mm", "QNLI", "STS-B")
-SEARCH_EPOCHS, RETRAIN_EPOCHS = 2, 3
 # The measured speed-up runs a few percent under the FLOP bound (embeddings, gathers),
 # so the search aims this much above the paper's speed-up.
 AIM = 1.05
@@ -195,8 +196,9 @@ def power(study: Study, task: str, lr: float, seed: int) -> None:
         link.symlink_to((base / task / "finetune").resolve(), target_is_directory=True)
     started = time.time()
     flags_ = [f"--learning_rate={lr:g}", f"--seed={seed}",
-              f"--target_speedup={study.target(task):g}", f"--search_epochs={SEARCH_EPOCHS}",
-              f"--retrain_epochs={RETRAIN_EPOCHS}", "--timing_repeats=5", *study.common(task)]
+              f"--target_speedup={study.target(task):g}", f"--search_epochs={plan.search_epochs}",
+              f"--retrain_epochs={plan.retrain_epochs}", "--timing_repeats=5",
+              *study.common(task)]
     commands = []
     for phase in ("search", "retrain", "evaluate"):
         runner.run_glue(folder, task, phase, flags_, folder / "log.txt")
@@ -228,7 +230,7 @@ def write_target_search(study: Study, task: str, folder: Path, command: str) -> 
     path = study.results_dir / f"target_search_{task}.json"
     runner.write_result(path, {
         "task": task, "target_speedup": search["target_speedup"],
-        "search_epochs": SEARCH_EPOCHS, "retention": search["retention"],
+        "search_epochs": study.plan(task).search_epochs, "retention": search["retention"],
         "sequence_length": search["sequence_length"], "flop_bound": search["flop_bound"],
         "within_5_percent": abs(search["flop_bound"] / search["target_speedup"] - 1) <= 0.05,
         "search_wall_seconds": search["wall_seconds"], **trajectory},
@@ -249,8 +251,8 @@ def ablation(study: Study, task: str, lr: float, seed: int) -> None:
                f"--base_dir={base}", f"--output_dir={study.runs(task) / f'ablation_seed{seed}'}",
                f"--results_dir={study.results(task)}", f"--tag=seed{seed}",
                f"--learning_rate={lr:g}", f"--seed={seed}",
-               f"--epochs={1 if study.quick else RETRAIN_EPOCHS}",
-               f"--search_epochs={1 if study.quick else SEARCH_EPOCHS}", f"--model={FLAGS.model}",
+               f"--epochs={plan.retrain_epochs}", f"--search_epochs={plan.search_epochs}",
+               f"--model={FLAGS.model}",
                *(QUICK_ABLATION if study.quick else ABLATION),
                *[f for f in study.common(task) if f.split("=")[0] in (
                    "--max_train_examples", "--max_eval_examples", "--max_seq_length",
@@ -280,7 +282,8 @@ def run_stage(study: Study, stage: str, task: str) -> None:
             power(study, task, lr, seed)
     elif stage == "budget":
         for seed in plan.seeds:
-            finetune(study, task, lr, seed, plan.finetune_epochs + SEARCH_EPOCHS + RETRAIN_EPOCHS,
+            finetune(study, task, lr, seed,
+                     plan.finetune_epochs + plan.search_epochs + plan.retrain_epochs,
                      f"same_budget_seed{seed}", "same_budget")
     elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
         ablation(study, task, lr, plan.seeds[0])
@@ -308,8 +311,8 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
               f"{' --quick' if study.quick else ''}` from the run files in `table2/<task>/` "
               "(each with its commands, git commit and wall time). Mean ± std over seeds "
               "(sample std); metric x100. PoWER-BERT is searched to the paper's speed-up "
-              f"x{AIM} with `--target_speedup` in {SEARCH_EPOCHS} epochs and retrained "
-              f"{RETRAIN_EPOCHS}; its speed-up is the median of 5 interleaved timed passes "
+              f"x{AIM} with `--target_speedup` in {SMALL.search_epochs} epochs and retrained "
+              f"{SMALL.retrain_epochs}; its speed-up is the median of 5 interleaved timed passes "
               "over the dev set per seed. The same-budget BERT is fine-tuned for as many "
               "more epochs as search and retrain add. The paper's columns: test set, "
               "BERT-base, K80 GPU, batch 128.\n\n")
