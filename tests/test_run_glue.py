@@ -146,3 +146,12 @@ def test_label_written_differently_from_labels(tiny, tmp_path):
     result = run_glue(*custom_flags(tiny, train=bad, phase="finetune", labels="0,1"))
     assert_user_error(result, "bad.tsv:3: label '1.0' is not one of 0, 1 (labels are "
                               "compared as the strings given: '1.0' is not '1'")
+
+
+def test_the_phase_flag_names_the_phase_table():
+    """--phase's choices live in pipeline.config so that `run_glue.py --help` imports no
+    TensorFlow; they must be the table's phases (pipeline.phases.PHASES) and "all"."""
+    from power_bert_tf.pipeline import config, phases
+
+    assert set(config.PHASES) == set(phases.PHASES) | {"all"}
+    assert set(phases.ALL) <= set(phases.PHASES)
