@@ -124,20 +124,16 @@ class PackingTokenizer(tf.Module):
         texts = [text_a] if text_b is None else [text_a, text_b]
         if tf.executing_eagerly():
             return self._pack(texts)
-        return (self._pack_single if text_b is None else self._pack_pair)(*texts)
+        return self._graph_packers[len(texts)](*texts)
 
-    # In a graph (a tf.data map, an exported signature) each packer is traced once per
-    # tokenizer and then called: tracing the tokenizer's ops takes seconds, and every
-    # new dataset (each epoch's, each split's) would otherwise retrace them.
+    # In a graph (a tf.data map, an exported signature) the packer of one or two texts is
+    # traced once per tokenizer and then called: tracing the tokenizer's ops takes
+    # seconds, and every new dataset (each epoch's, each split's) would otherwise
+    # retrace them.
     @functools.cached_property
-    def _pack_single(self) -> tf.types.experimental.PolymorphicFunction:
-        return tf.function(lambda text_a: self._pack([text_a]), autograph=False,
-                           input_signature=[_TEXTS])
-
-    @functools.cached_property
-    def _pack_pair(self) -> tf.types.experimental.PolymorphicFunction:
-        return tf.function(lambda text_a, text_b: self._pack([text_a, text_b]),
-                           autograph=False, input_signature=[_TEXTS, _TEXTS])
+    def _graph_packers(self) -> dict[int, tf.types.experimental.PolymorphicFunction]:
+        return {count: tf.function(lambda *texts: self._pack(list(texts)), autograph=False,
+                                   input_signature=[_TEXTS] * count) for count in (1, 2)}
 
     def _pack(self, texts: list[tf.Tensor]) -> dict[str, tf.Tensor]:
         segments = [self.tokenize(self.cut(text)) for text in texts]
