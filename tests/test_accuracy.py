@@ -70,6 +70,12 @@ def test_command_line(model, tmp_path):
     variants = report["runs"]["SST-2"]["variants"]
     assert report["runs"]["SST-2"]["examples"] == 20 and "tf bf16" in variants
     assert "points" in run.stdout
+    assert report["provenance"]["command"].endswith(f"--output={output}")
+    assert report["provenance"]["commit"] and report["provenance"]["wall_seconds"] > 0
+    assert "flags" in report["machine"]["cpu_features"]
     again = subprocess.run(command[:-1] + ["--checkpoint=SST-2"], capture_output=True,
                            text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 1 and "expected TASK=PATH" in again.stderr
+    twice = subprocess.run(command[:-1] + [command[3]], capture_output=True, text=True,
+                           timeout=600, cwd=ROOT)
+    assert twice.returncode == 1 and "SST-2 given twice" in twice.stderr

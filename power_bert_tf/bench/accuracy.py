@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -122,6 +124,7 @@ def precision_accuracy(model, features: dict[str, np.ndarray], labels: np.ndarra
 def main(argv: list[str]) -> None:
     from absl import flags
 
+    from power_bert_tf.bench.report import git_commit, machine_info, provenance
     from power_bert_tf.data.tasks import get_task
     from power_bert_tf.training.checkpoints import load_model
     from power_bert_tf.weights.pretrained import load_pretrained
@@ -131,13 +134,20 @@ def main(argv: list[str]) -> None:
         raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.checkpoint:
         raise PowerBertError("--checkpoint=TASK=PATH is required (repeat it per model)")
+    for entry in FLAGS.checkpoint:
+        if not entry.partition("=")[2]:
+            raise PowerBertError(f"--checkpoint={entry}: expected TASK=PATH")
+    tasks = [entry.partition("=")[0] for entry in FLAGS.checkpoint]
+    repeated = sorted({task for task in tasks if tasks.count(task) > 1})
+    if repeated:
+        raise PowerBertError(f"--checkpoint: {', '.join(repeated)} given twice; one model per "
+                             "task in a run")
+    started, load_at_start, commit = time.time(), os.getloadavg(), git_commit()
     pretrained = load_pretrained(FLAGS.model)
     report = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
-              "model": FLAGS.model, "runs": {}}
+              "model": FLAGS.model, "machine": machine_info("cpu"), "runs": {}}
     for entry in FLAGS.checkpoint:
         task_name, _, path = entry.partition("=")
-        if not path:
-            raise PowerBertError(f"--checkpoint={entry}: expected TASK=PATH")
         model = load_model(Path(path), "retrain")
         task = get_task(task_name, FLAGS.data_dir)
         examples = task.read("dev")[:FLAGS.max_examples]
@@ -159,6 +169,8 @@ def main(argv: list[str]) -> None:
                   f"({values['change_points']:+.2f} points)"
                   + (f", kept positions (last layer) {values['kept_overlap_last_layer']:.3f} "
                      "as fp32's" if "kept_overlap_last_layer" in values else ""), flush=True)
+    report["provenance"] = provenance(started, load_at_start, commit, time.time(),
+                                      "power_bert_tf.bench.accuracy")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     output = Path(FLAGS.output or f"experiments/results/precision_accuracy_{stamp}.json")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -101,10 +101,10 @@ def git_commit() -> dict[str, Any]:
 
 
 def provenance(started: float, load_at_start: Sequence[float], commit: dict[str, Any],
-               ended: float) -> dict[str, Any]:
-    """The command, the git state at the start (`git_commit()`), wall time, load average."""
-    return {"command": " ".join([Path(sys.executable).name, "-m", "power_bert_tf.bench",
-                                 *sys.argv[1:]]),
+               ended: float, module: str = "power_bert_tf.bench") -> dict[str, Any]:
+    """The command (`python -m module ...`), the git state at the start (`git_commit()`),
+    wall time and load average."""
+    return {"command": " ".join([Path(sys.executable).name, "-m", module, *sys.argv[1:]]),
             **commit, "wall_seconds": round(ended - started, 1),
             "load_average_start": [round(x, 2) for x in load_at_start],
             "load_average_end": [round(x, 2) for x in os.getloadavg()]}
