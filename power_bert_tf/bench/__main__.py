@@ -45,8 +45,9 @@ flags.DEFINE_string("onnx_cache", str(_DEFAULTS.onnx_cache), "Folder keeping the
                     "code (a BERT-base conversion takes minutes on 2 cores); empty: convert "
                     "every time.")
 flags.DEFINE_integer("onnx_max_parameters", _DEFAULTS.onnx_max_parameters, "Models with more "
-                     "weights are not converted to ONNX (tf2onnx 1.17 went past 19 GB on "
-                     "BERT-base); raise it on a machine with more memory.")
+                     "weights are not converted to ONNX (the conversion's memory grows with "
+                     "the weights: 8.3 GB for BERT-base); raise it on a machine with more "
+                     "memory.")
 flags.DEFINE_integer("clients", _DEFAULTS.clients, "Concurrent clients (threads) of the "
                      "concurrency section.")
 flags.DEFINE_integer("requests", _DEFAULTS.requests, "One-sentence requests per client per "
