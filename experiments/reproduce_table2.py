@@ -18,8 +18,10 @@ For each task with data, in stages (each stage over every task before the next):
 Every finished run writes one JSON (command, git commit, wall time) under
 <results_dir>/table2/<task>/ and is skipped when the study is run again; a killed
 run resumes from its last completed epoch. `--commit` commits each JSON as it lands.
-Then table2.md (mean +- std over seeds beside the paper's) and, unless --nofigures,
-the paper's analyses on the SST-2 models.
+Then table2.md (mean +- std over seeds beside the paper's), target_search.png (each
+task's search to its target speed-up: FLOP bound vs step, experiments/
+target_search_figure.py) and, unless --nofigures, the paper's analyses on the SST-2
+models.
 
 --quick trains on data subsets (64 examples, N = 32, one epoch a phase) into
 checkpoints/table2_quick: a smoke test of the whole pipeline in minutes, not results.
@@ -36,7 +38,7 @@ from absl import app, flags
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from experiments import runner  # noqa: E402
+from experiments import runner, target_search_figure  # noqa: E402
 from experiments.paper_table2 import PAPER_TABLE2  # noqa: E402
 from experiments.results_table import (choose_learning_rate, load, summarize,  # noqa: E402
                                        table2)
@@ -383,6 +385,7 @@ def main(argv):
                     failed.append(task)
                     missing[task] = f"failed: {error}".replace("|", "/")
     print(build_table(study, tasks, missing))
+    target_search_figure.write_figure(study.results_dir)
     errors = []
     if FLAGS.figures and FLAGS.train and "SST-2" in studied:
         error = analyses(study)

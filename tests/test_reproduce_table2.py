@@ -55,6 +55,8 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     power = json.loads((runs / "power_seed1.json").read_text())
     assert power["target_speedup"] == 2.0 and 2.0 <= power["flop_bound"] <= 2.1
     assert power["speedup_spread"]["rounds"] == 2  # --timing_repeats=2 in quick mode
+    assert (out / "target_search.png").stat().st_size > 1000  # bound vs step
+    assert "SST-2  target 2x, reached" in result.stdout
     assert [c.split("--phase=")[1].split()[0] for c in power["commands"]] == [
         "search", "retrain", "evaluate"]
     budget = json.loads((runs / "same_budget_seed1.json").read_text())
@@ -120,3 +122,21 @@ def test_unknown_task_is_one_line_error(tmp_path):
     result = _run("--tasks=SST-3", f"--output_dir={tmp_path}")
     assert result.returncode == 1
     assert "error: unknown task 'SST-3'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_target_search_figure_names_a_missed_target(tmp_path):
+    from experiments.target_search_figure import write_figure
+
+    assert write_figure(tmp_path) is None and not (tmp_path / "target_search.png").exists()
+    trajectory = [{"step": step, "budget": 1 + step / 4, "bound": 1 + step / 4, "tau": 0.0}
+                  for step in range(1, 9)]
+    for task, target in (("RTE", 3.0), ("CoLA", 4.5)):  # reaches 3.0: RTE in, CoLA out
+        (tmp_path / f"target_search_{task}.json").write_text(json.dumps({
+            "task": task, "target_speedup": target, "flop_bound": trajectory[-1]["bound"],
+            "search_epochs": 2, "total_steps": 8, "search_wall_seconds": 1.0,
+            "retention": [3, 2], "sequence_length": 8, "trajectory": trajectory}))
+    assert write_figure(tmp_path).stat().st_size > 1000
+    from experiments.target_search_figure import load_searches, summary_line
+
+    lines = {task: summary_line(record) for task, record in load_searches(tmp_path).items()}
+    assert "(within 5%)" in lines["RTE"] and "(MISSED)" in lines["CoLA"]
