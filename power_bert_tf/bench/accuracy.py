@@ -31,7 +31,7 @@ from power_bert_tf.serving.precision import with_precision
 VARIANTS = ("tf fp32", "tf bf16", "ort fp32", "ort int8")
 
 
-def _tf_outputs(model, features: dict, batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def tf_outputs(model, features: dict, batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """(S, C) logits and, for Hard-Extract, each layer's (S, l_j) kept positions."""
     logits, kept = [], []
     for start in range(0, len(features["input_mask"]), batch_size):
@@ -43,7 +43,7 @@ def _tf_outputs(model, features: dict, batch_size: int) -> tuple[np.ndarray, lis
     return np.concatenate(logits), layers
 
 
-def _ort_outputs(path: Path, features: dict, batch_size: int, layers: int
+def ort_outputs(path: Path, features: dict, batch_size: int, layers: int
                  ) -> tuple[np.ndarray, list[np.ndarray]]:
     import onnxruntime as ort
 
@@ -84,7 +84,7 @@ def precision_accuracy(model, features: dict[str, np.ndarray], labels: np.ndarra
     for variant in variants:
         runtime, precision = variant.split()
         if runtime == "tf":
-            outputs[variant] = _tf_outputs(with_precision(model, precision), features, batch_size)
+            outputs[variant] = tf_outputs(with_precision(model, precision), features, batch_size)
     onnx_variants = [variant for variant in variants if variant.startswith("ort")]
     if onnx_variants:
         from power_bert_tf.bench.runtimes import onnx_available
@@ -100,7 +100,7 @@ def precision_accuracy(model, features: dict[str, np.ndarray], labels: np.ndarra
                 files = {"ort fp32": fp32,
                          "ort int8": quantize_int8(fp32, Path(workdir) / "model_int8.onnx")}
                 for variant in onnx_variants:
-                    outputs[variant] = _ort_outputs(files[variant], features, batch_size,
+                    outputs[variant] = ort_outputs(files[variant], features, batch_size,
                                                     model.encoder.num_layers)
     reference_logits, reference_kept = outputs["tf fp32"]
     reference = compute_metrics(task, labels, reference_logits)[metric]

@@ -41,6 +41,8 @@ MODEL_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
 RUNTIME_FILE = "power_bert_onnx.py"
 OPSET = 17
+# onnxruntime.quantization.quantize_dynamic options of `quantize_int8`.
+INT8_OPTIONS = {"per_channel": True, "op_types_to_quantize": ["MatMul"]}
 
 
 def _erfc_handler(ctx, node, name, args) -> None:
@@ -136,15 +138,13 @@ def quantize_int8(source: Path, target: Path) -> Path:
     output channel, activations quantised per call (no calibration data); the embedding
     tables (Gather) stay float32.
 
-    Per-channel MatMul-only was chosen on the embedded MiniLM's trained models (CoLA
-    fine-tuned and PoWER-BERT, the demo's SST-2), where it raised the share of dev
-    predictions equal to float32's from 0.92-0.94 (ONNX Runtime's defaults: one scale
-    per tensor, Gather quantised too) to 0.96-0.98 (docs/serving.md).
+    Chosen by `experiments/int8_recipes.py` (docs/serving.md): on trained MiniLM models
+    it kept more dev predictions equal to float32's than ONNX Runtime's defaults (one
+    scale per tensor, Gather quantised too).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"])
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, **INT8_OPTIONS)
     return target
 
 
