@@ -26,11 +26,6 @@ from experiments import runner  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 
-flags.DEFINE_multi_string("checkpoint", [], "TASK=PATH of a trained model.keras; repeat.")
-flags.DEFINE_string("model", "embedded", "The pre-trained model (its tokenizer).")
-flags.DEFINE_string("data_dir", None, "GLUE data root (default: $GLUE_DIR, else ../shared/glue).")
-flags.DEFINE_string("output", "experiments/results/int8_recipes.json", "Result JSON.")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 FLAGS = flags.FLAGS
 
 # Recipe -> (quantize_dynamic options, substrings of MatMul node names kept in float32).
@@ -120,4 +115,10 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    flags.DEFINE_multi_string("checkpoint", [], "TASK=PATH of a trained model.keras; repeat.")
+    flags.DEFINE_string("model", "embedded", "The pre-trained model (its tokenizer).")
+    flags.DEFINE_string("data_dir", None, "GLUE data root (default: $GLUE_DIR, else "
+                        "../shared/glue).")
+    flags.DEFINE_string("output", "experiments/results/int8_recipes.json", "Result JSON.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
     app.run(exit_on_user_error(main))

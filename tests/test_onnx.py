@@ -176,3 +176,25 @@ def test_the_standalone_runtime_names_the_inputs_as_the_package_does():
     from power_bert_tf.serving import onnx_runtime
 
     assert onnx_runtime.INPUT_NAMES == INPUT_NAMES
+
+
+def test_int8_recipes_leave_the_named_matmuls_in_float32(exported, tmp_path):
+    """experiments/int8_recipes.py: each recipe's float32 parts exist in an exported graph
+    (names would otherwise drift silently) and are left out of quantisation."""
+    import onnx
+
+    from experiments.int8_recipes import RECIPES, quantize
+
+    source = exported["path"] / MODEL_FILE
+
+    def integer_matmuls(path):
+        return sum(node.op_type == "MatMulInteger" for node in onnx.load(str(path)).graph.node)
+
+    project = integer_matmuls(quantize(source, tmp_path / "project.onnx", None, ()))
+    assert project == integer_matmuls(exported["path"] / INT8_FILE)
+    for index, (options, keep) in enumerate(RECIPES.values()):
+        if keep:
+            assert integer_matmuls(quantize(source, tmp_path / f"{index}.onnx", options,
+                                            keep)) < project, keep
+    with pytest.raises(PowerBertError, match="no MatMul named like"):
+        quantize(source, tmp_path / "none.onnx", None, ("no_such_layer",))
