@@ -18,10 +18,8 @@ For each task with data, in stages (each stage over every task before the next):
 Every finished run writes one JSON (command, git commit, wall time) under
 <results_dir>/table2/<task>/ and is skipped when the study is run again; a killed
 run resumes from its last completed epoch. `--commit` commits each JSON as it lands.
-Then table2.md (mean +- std over seeds beside the paper's), target_search.png (each
-task's search to its target speed-up: FLOP bound vs step, experiments/
-target_search_figure.py) and, unless --nofigures, the paper's analyses on the SST-2
-models.
+Then table2.md (mean +- std over seeds beside the paper's), target_search.png (FLOP
+bound vs search step per task) and, unless --nofigures, the paper's analyses on SST-2.
 
 --quick trains on data subsets (64 examples, N = 32, one epoch a phase) into
 checkpoints/table2_quick: a smoke test of the whole pipeline in minutes, not results.
@@ -221,7 +219,7 @@ def power(study: Study, task: str, lr: float, seed: int) -> None:
         "phase_wall_seconds": {p: _read_run(folder, task, p)["wall_seconds"]
                                for p in ("search", "retrain", "evaluate")}}
     study.record(task, name, result, started, commands)
-    if seed == plan.seeds[0] and not study.quick:
+    if seed == plan.seeds[0]:
         write_target_search(study, task, folder, commands[0])
 
 

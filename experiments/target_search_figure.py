@@ -85,7 +85,7 @@ def write_figure(results_dir: Path) -> Path | None:
         return None
     path = Path(results_dir) / "target_search.png"
     plot(searches, path)
-    print(f"wrote {path}")
+    print(f"figure: {path}")
     return path
 
 
