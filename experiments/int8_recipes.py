@@ -1,6 +1,7 @@
 """Which int8 recipe keeps a trained model's predictions: ONNX Runtime dynamic
-quantisation with its defaults, the project's (`serving.onnx.INT8_OPTIONS`), and that
-recipe with parts of the network left in float32.
+quantisation with its defaults, the project's (`serving.onnx.INT8_OPTIONS`), that
+recipe with parts of the network left in float32, and static quantisation calibrated on
+training examples.
 
     python experiments/int8_recipes.py \\
         --checkpoint=CoLA=checkpoints/table2/CoLA/power_seed1/CoLA/retrain/model.keras
@@ -36,6 +37,34 @@ RECIPES = {
     "project, layer 1 in float32": (None, ("layer_1_",)),
     "project, FFN output in float32": (None, ("output_dense",)),
 }
+# Static quantisation (QDQ, per-channel MatMul weights, int8 activations with scales
+# calibrated on the first CALIBRATION_EXAMPLES training examples): recipe -> method.
+STATIC_RECIPES = {"static, min-max calibration": "MinMax",
+                  "static, percentile calibration": "Percentile"}
+CALIBRATION_EXAMPLES = 256
+
+
+def quantize_static(source: Path, target: Path, method: str, calibration: dict) -> Path:
+    """`source` quantised statically, activation scales from `calibration` (int32 (S, N)
+    features), fed in batches of 32."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
+                                          QuantFormat, QuantType)
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{name: values[start:start + 32]
+                                  for name, values in calibration.items()}
+                                 for start in range(0, len(calibration["input_mask"]), 32)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    ort_quantize_static(str(source), str(target), Batches(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, op_types_to_quantize=["MatMul"],
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, method))
+    return target
 
 
 def quantize(source: Path, target: Path, options: dict | None, keep: tuple[str, ...]) -> Path:
@@ -70,9 +99,13 @@ def evaluate(task_name: str, path: str, workdir: Path) -> dict:
     examples = task.read("dev")
     n = model.encoder.sequence_length or 128
     tokenizer = load_pretrained(FLAGS.model).tokenizer(n)
-    features = tokenizer(tf.constant([e.text_a for e in examples]),
-                         tf.constant([e.text_b for e in examples]) if task.is_pair else None)
-    features = {name: value.numpy().astype(np.int32) for name, value in features.items()}
+    def tokenized(rows) -> dict:
+        ids = tokenizer(tf.constant([e.text_a for e in rows]),
+                        tf.constant([e.text_b for e in rows]) if task.is_pair else None)
+        return {name: value.numpy().astype(np.int32) for name, value in ids.items()}
+
+    features = tokenized(examples)
+    calibration = tokenized(task.read("train")[:CALIBRATION_EXAMPLES])
     labels = np.array([example.label for example in examples])
     layers = model.encoder.num_layers
     fp32 = convert_in_subprocess(model, workdir / "model.onnx", n, workdir)
@@ -81,9 +114,13 @@ def evaluate(task_name: str, path: str, workdir: Path) -> dict:
     result = {"checkpoint": path, "metric": task.metric, "float32": round(base, 6),
               "examples": len(labels), "recipes": {}}
     print(f"{task.name} {path}: float32 {task.metric} {base:.4f}", flush=True)
-    for index, (name, (options, keep)) in enumerate(RECIPES.items()):
-        logits, _ = ort_outputs(quantize(fp32, workdir / f"int8_{index}.onnx", options, keep),
-                                features, 64, layers)
+    files = {name: quantize(fp32, workdir / f"int8_{index}.onnx", options, keep)
+             for index, (name, (options, keep)) in enumerate(RECIPES.items())}
+    files.update({name: quantize_static(fp32, workdir / f"static_{index}.onnx", method,
+                                        calibration)
+                  for index, (name, method) in enumerate(STATIC_RECIPES.items())})
+    for name, file in files.items():
+        logits, _ = ort_outputs(file, features, 64, layers)
         value = compute_metrics(task, labels, logits)[task.metric]
         agreement = (float((logits.argmax(-1) == reference.argmax(-1)).mean())
                      if task.labels is not None else None)
