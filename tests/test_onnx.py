@@ -198,3 +198,20 @@ def test_int8_recipes_leave_the_named_matmuls_in_float32(exported, tmp_path):
                                             keep)) < project, keep
     with pytest.raises(PowerBertError, match="no MatMul named like"):
         quantize(source, tmp_path / "none.onnx", None, ("no_such_layer",))
+
+
+def test_static_int8_recipe_calibrates_activation_scales(exported, tmp_path):
+    import onnx
+
+    from experiments.int8_recipes import quantize_static
+
+    calibration = random_inputs(40, N, lengths=list(range(1, 41)), seed=3,
+                                vocabulary_size=len(VOCAB))
+    calibration = {name: np.asarray(values, np.int32) for name, values in calibration.items()}
+    path = quantize_static(exported["path"] / MODEL_FILE, tmp_path / "static.onnx", "MinMax",
+                           calibration)
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert "QuantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
+    logits = ort.InferenceSession(str(path)).run(["logits"], calibration)[0]
+    reference = OnnxClassifier(exported["path"]).run(calibration)["logits"]
+    assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.8
