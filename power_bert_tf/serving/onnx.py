@@ -86,9 +86,8 @@ def convert(model: BertClassifier, path: Path, sequence_length: int | None) -> P
     they held copies of the weights past 19 GB, against 4.3 GB without. ONNX Runtime's
     pre-processing for quantisation (`quant_pre_process`: its basic graph optimisations
     and shape inference) then folds the constant reshapes and transposes of the weights,
-    so each MatMul reads an initializer, as `quantize_int8` needs. On the MiniLM this
-    gave the same 38 quantised MatMuls and ran no slower in ONNX Runtime (fp32 780 vs
-    910 ms, int8 492 vs 532 ms at batch 32, N=64) than tf2onnx's optimisers.
+    so each MatMul reads an initializer, as `quantize_int8` needs (on the MiniLM: the
+    same 38 quantised MatMuls as after tf2onnx's optimisers, and no slower a graph).
     """
     import onnx
     import tf2onnx
