@@ -85,9 +85,9 @@ def quantize(source: Path, target: Path, options: dict | None, keep: tuple[str, 
 
 def evaluate(task_name: str, path: str, workdir: Path) -> dict:
     import numpy as np
-    import tensorflow as tf
 
     from power_bert_tf.bench.accuracy import ort_outputs
+    from power_bert_tf.data.pipeline import tokenize
     from power_bert_tf.data.tasks import get_task
     from power_bert_tf.serving.onnx import convert_in_subprocess
     from power_bert_tf.training.checkpoints import load_model
@@ -99,13 +99,9 @@ def evaluate(task_name: str, path: str, workdir: Path) -> dict:
     examples = task.read("dev")
     n = model.encoder.sequence_length or 128
     tokenizer = load_pretrained(FLAGS.model).tokenizer(n)
-    def tokenized(rows) -> dict:
-        ids = tokenizer(tf.constant([e.text_a for e in rows]),
-                        tf.constant([e.text_b for e in rows]) if task.is_pair else None)
-        return {name: value.numpy().astype(np.int32) for name, value in ids.items()}
-
-    features = tokenized(examples)
-    calibration = tokenized(task.read("train")[:CALIBRATION_EXAMPLES])
+    features = tokenize(examples, tokenizer, is_pair=task.is_pair)
+    calibration = tokenize(task.read("train")[:CALIBRATION_EXAMPLES], tokenizer,
+                           is_pair=task.is_pair)
     labels = np.array([example.label for example in examples])
     layers = model.encoder.num_layers
     fp32 = convert_in_subprocess(model, workdir / "model.onnx", n, workdir)

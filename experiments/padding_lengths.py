@@ -17,12 +17,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.pipeline.config import TASK_DEFAULTS  # noqa: E402
-from power_bert_tf.data.pipeline import PADDING_MULTIPLE  # noqa: E402
+from power_bert_tf.data.pipeline import PADDING_MULTIPLE, tokenize  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 from power_bert_tf.training.checkpoints import write_json_atomic  # noqa: E402
@@ -38,14 +37,8 @@ FLAGS = flags.FLAGS
 
 def token_lengths(task, tokenizer, chunk: int = 2048) -> np.ndarray:
     """Real tokens ([CLS] and [SEP] included, truncated to N) of every training example."""
-    examples = task.read("train")
-    lengths = []
-    for start in range(0, len(examples), chunk):
-        part = examples[start:start + chunk]
-        text_b = tf.constant([e.text_b for e in part]) if task.is_pair else None
-        mask = tokenizer(tf.constant([e.text_a for e in part]), text_b)["input_mask"]
-        lengths.append(mask.numpy().sum(axis=1))
-    return np.concatenate(lengths)
+    mask = tokenize(task.read("train"), tokenizer, is_pair=task.is_pair, chunk=chunk)
+    return mask["input_mask"].sum(axis=1)
 
 
 def mean_trimmed_length(lengths: np.ndarray, batch_size: int, padded: int, seed: int) -> float:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from power_bert_tf.data.pipeline import count_batches, make_dataset
+from power_bert_tf.data.pipeline import count_batches, make_dataset, tokenize
 from power_bert_tf.data.tasks import Example
 from power_bert_tf.errors import PowerBertError
 
@@ -126,3 +126,20 @@ def test_dynamic_padding_trims_each_batch_to_its_longest_row(tokenizer, multiple
         for key in KEYS:
             np.testing.assert_array_equal(cut[key].numpy(), padded[key].numpy()[:, :length])
         assert padded["input_mask"].numpy()[:, length:].sum() == 0  # nothing real cut
+
+
+@pytest.mark.parametrize("is_pair", [False, True])
+def test_tokenize_matches_the_dataset_in_chunks(tokenizer, is_pair: bool) -> None:
+    examples = [Example(text, TEXTS[-1 - index] if is_pair else None, 0)
+                for index, text in enumerate(TEXTS)]
+    features = tokenize(examples, tokenizer, is_pair=is_pair, chunk=2)
+    dataset = make_dataset(examples, tokenizer, batch_size=len(examples), is_pair=is_pair,
+                           regression=False)
+    [(expected, _)] = list(dataset)
+    for key in KEYS:
+        assert features[key].dtype == np.int32 and features[key].shape == (len(TEXTS), LENGTH)
+        np.testing.assert_array_equal(features[key], expected[key].numpy())
+    if is_pair:
+        assert (features["input_type_ids"] == 1).any()
+        with pytest.raises(PowerBertError, match="text_b"):
+            tokenize([Example("a", None, 0)], tokenizer, is_pair=True)

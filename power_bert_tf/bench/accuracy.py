@@ -125,6 +125,7 @@ def main(argv: list[str]) -> None:
     from absl import flags
 
     from power_bert_tf.bench.report import git_commit, machine_info, provenance
+    from power_bert_tf.data.pipeline import tokenize
     from power_bert_tf.data.tasks import get_task
     from power_bert_tf.training.checkpoints import load_model
     from power_bert_tf.weights.pretrained import load_pretrained
@@ -153,12 +154,7 @@ def main(argv: list[str]) -> None:
         examples = task.read("dev")[:FLAGS.max_examples]
         n = model.encoder.sequence_length or FLAGS.max_seq_length
         tokenizer = pretrained.tokenizer(n)
-        import tensorflow as tf
-
-        texts_b = ([e.text_b for e in examples] if task.is_pair else None)
-        features = tokenizer(tf.constant([e.text_a for e in examples]),
-                             None if texts_b is None else tf.constant(texts_b))
-        features = {name: value.numpy() for name, value in features.items()}
+        features = tokenize(examples, tokenizer, is_pair=task.is_pair)
         labels = np.array([example.label for example in examples])
         print(f"{task.name}: {len(labels)} dev examples, N={n}, {path}", flush=True)
         result = precision_accuracy(model, features, labels, task,

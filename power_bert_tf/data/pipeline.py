@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from power_bert_tf.data.tasks import Example
@@ -77,6 +78,23 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
 
     return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def tokenize(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool,
+             chunk: int = 2048) -> dict[str, np.ndarray]:
+    """Every example's features as int32 numpy arrays, for runtimes outside tf.data
+    (ONNX Runtime, a SavedModel client): `input_word_ids`, `input_mask`,
+    `input_type_ids`, each (len(examples), L). Tokenized `chunk` examples at a time."""
+    if is_pair and any(example.text_b is None for example in examples):
+        raise PowerBertError("a pair task needs text_b in every example")
+    parts: list[dict[str, tf.Tensor]] = []
+    for start in range(0, len(examples), chunk):
+        rows = examples[start:start + chunk]
+        parts.append(tokenizer(tf.constant([example.text_a for example in rows]),
+                               tf.constant([example.text_b for example in rows])
+                               if is_pair else None))
+    return {name: np.concatenate([part[name].numpy() for part in parts]).astype(np.int32)
+            for name in (parts[0] if parts else ())}
 
 
 def trim_padding(features: dict[str, tf.Tensor], multiple: int) -> dict[str, tf.Tensor]:
