@@ -7,6 +7,7 @@ interleaved timings, a same-budget control and a fair ablation.
 For each task with data, in stages (each stage over every task before the next):
   grid     fine-tune at each learning rate of the task's grid (first seed), keeping the
            best dev epoch; the best point chooses the learning rate and epoch count;
+  search   the first seed's search alone, for target_search_<task>.json;
   power    PoWER-BERT from the first seed's baseline: a search to the paper's speed-up
            (--target_speedup, aimed AIM x higher), retrain, evaluate (baseline and
            PoWER-BERT timed interleaved, 5 passes each);
@@ -38,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import runner, target_search_figure  # noqa: E402
 from experiments.paper_table2 import PAPER_TABLE2  # noqa: E402
-from experiments.results_table import (choose_learning_rate, load, summarize,  # noqa: E402
-                                       table2)
+from experiments.results_table import (choose_learning_rate, load, majority_dev,  # noqa: E402
+                                       summarize, table2)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -77,7 +78,7 @@ DEFAULT_TARGET = 2.0  # tasks the paper's Table 2 does not have (WNLI, custom)
 ABLATION_TASKS = ("SST-2", "RTE")
 ABLATION = ("--targets=2,3,4,6", "--selections=head,random", "--keep_layers=2,4")
 QUICK_ABLATION = ("--targets=2", "--selections=head", "--keep_layers=")
-STAGES = ("grid", "power", "seeds", "budget", "ablation")
+STAGES = ("grid", "search", "power", "seeds", "budget", "ablation")
 ANALYSES = ("diffusion", "scoring", "elimination", "retention")
 
 flags.DEFINE_list("tasks", list(TASKS), "Tasks to study, in order; those without data are "
@@ -142,23 +143,6 @@ def _read_run(folder: Path, task: str, phase: str) -> dict:
     return json.loads((folder / task / phase / "run.json").read_text())
 
 
-def majority_dev(task: str) -> float:
-    """The dev metric of always predicting the most frequent training label (for
-    regression, a constant: correlation 0)."""
-    import numpy as np
-
-    from power_bert_tf.training.metrics import compute_metrics
-
-    loaded = get_task(task, FLAGS.data_dir)
-    if loaded.is_regression:
-        return 0.0
-    train = [e.label for e in loaded.read("train")]
-    labels = np.array([e.label for e in loaded.read("dev")])
-    logits = np.zeros((len(labels), loaded.num_classes))
-    logits[:, max(set(train), key=train.count)] = 1.0
-    return compute_metrics(loaded, labels, logits)[loaded.metric]
-
-
 def finetune(study: Study, task: str, lr: float, seed: int, epochs: int,
              name: str, arm: str) -> Path:
     """One fine-tune (a grid point, a seed, or the same-budget control)."""
@@ -181,25 +165,39 @@ def finetune(study: Study, task: str, lr: float, seed: int, epochs: int,
     return folder
 
 
+def _power_run(study: Study, task: str, lr: float, seed: int) -> tuple[Path, list[str]]:
+    """The folder of power_seed<seed>, its baseline linked in, and its run_glue.py flags."""
+    plan = study.plan(task)
+    base = finetune(study, task, lr, seed, plan.finetune_epochs, f"finetune_lr{lr:g}_seed{seed}",
+                    "baseline")
+    folder = study.runs(task) / f"power_seed{seed}"
+    link = folder / task / "finetune"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to((base / task / "finetune").resolve(), target_is_directory=True)
+    return folder, [f"--learning_rate={lr:g}", f"--seed={seed}",
+                    f"--target_speedup={study.target(task):g}",
+                    f"--search_epochs={plan.search_epochs}",
+                    f"--retrain_epochs={plan.retrain_epochs}", "--timing_repeats=5",
+                    *study.common(task)]
+
+
+def target_search(study: Study, task: str, lr: float, seed: int) -> None:
+    """The search phase alone (the speed-up-on-demand record), ahead of retrain."""
+    if not (study.results_dir / f"target_search_{task}.json").is_file():
+        folder, flags_ = _power_run(study, task, lr, seed)
+        runner.run_glue(folder, task, "search", flags_, folder / "log.txt")
+        write_target_search(study, task, folder, _command(task, folder, "search", flags_))
+
+
 def power(study: Study, task: str, lr: float, seed: int) -> None:
     """Search to the target, retrain and evaluate from the seed's baseline."""
     name = f"power_seed{seed}"
     if (study.results(task) / f"{name}.json").is_file():
         return
     plan = study.plan(task)
-    base = finetune(study, task, lr, seed, plan.finetune_epochs, f"finetune_lr{lr:g}_seed{seed}",
-                    "baseline")
-    folder = study.runs(task) / name
-    link = folder / task / "finetune"
-    if not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to((base / task / "finetune").resolve(), target_is_directory=True)
-    started = time.time()
-    flags_ = [f"--learning_rate={lr:g}", f"--seed={seed}",
-              f"--target_speedup={study.target(task):g}", f"--search_epochs={plan.search_epochs}",
-              f"--retrain_epochs={plan.retrain_epochs}", "--timing_repeats=5",
-              *study.common(task)]
-    commands = []
+    folder, flags_ = _power_run(study, task, lr, seed)
+    started, commands = time.time(), []
     for phase in ("search", "retrain", "evaluate"):
         runner.run_glue(folder, task, phase, flags_, folder / "log.txt")
         commands.append(_command(task, folder, phase, flags_))
@@ -207,7 +205,7 @@ def power(study: Study, task: str, lr: float, seed: int) -> None:
     metric = evaluate["metric"]
     result = {
         "arm": "power_bert", "seed": seed, "learning_rate": lr, "metric": metric,
-        "target_speedup": study.target(task), "majority_dev": majority_dev(task),
+        "target_speedup": study.target(task), "majority_dev": majority_dev(task, FLAGS.data_dir),
         "baseline_dev": evaluate["baseline"]["dev"][metric],
         "power_bert_dev": evaluate["power_bert"]["dev"][metric],
         "retention": evaluate["retention"], "flop_bound": evaluate["flop_bound"],
@@ -219,7 +217,7 @@ def power(study: Study, task: str, lr: float, seed: int) -> None:
         "phase_wall_seconds": {p: _read_run(folder, task, p)["wall_seconds"]
                                for p in ("search", "retrain", "evaluate")}}
     study.record(task, name, result, started, commands)
-    if seed == plan.seeds[0]:
+    if seed == plan.seeds[0] and not (study.results_dir / f"target_search_{task}.json").is_file():
         write_target_search(study, task, folder, commands[0])
 
 
@@ -275,7 +273,9 @@ def run_stage(study: Study, stage: str, task: str) -> None:
     if lr is None:
         print(f"{task}: {stage} waits for the grid", flush=True)
         return
-    if stage == "power":
+    if stage == "search":
+        target_search(study, task, lr, plan.seeds[0])
+    elif stage == "power":
         power(study, task, lr, plan.seeds[0])
     elif stage == "seeds":
         for seed in plan.seeds[1:]:

@@ -23,6 +23,24 @@ def load(task_dir: Path) -> dict[str, dict]:
             for path in sorted(task_dir.glob("*.json"))} if task_dir.is_dir() else {}
 
 
+def majority_dev(task: str, data_dir: str | None) -> float:
+    """The dev metric of always predicting the most frequent training label (for
+    regression, a constant: correlation 0)."""
+    import numpy as np
+
+    from power_bert_tf.data.tasks import get_task
+    from power_bert_tf.training.metrics import compute_metrics
+
+    loaded = get_task(task, data_dir)
+    if loaded.is_regression:
+        return 0.0
+    train = [e.label for e in loaded.read("train")]
+    labels = np.array([e.label for e in loaded.read("dev")])
+    logits = np.zeros((len(labels), loaded.num_classes))
+    logits[:, max(set(train), key=train.count)] = 1.0
+    return compute_metrics(loaded, labels, logits)[loaded.metric]
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value)."""
     mean = sum(values) / len(values)

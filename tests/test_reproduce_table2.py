@@ -57,6 +57,11 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert power["speedup_spread"]["rounds"] == 2  # --timing_repeats=2 in quick mode
     assert (out / "target_search.png").stat().st_size > 1000  # bound vs step
     assert "SST-2  target 2x, reached" in result.stdout
+    # The search stage ran the search once, ahead of retrain, and recorded it.
+    assert result.stdout.count("power_seed1: search") == 1
+    target = json.loads((out / "target_search_SST-2.json").read_text())
+    assert "--phase=search" in target["command"] and target["within_5_percent"]
+    assert target["retention"] == power["retention"]
     assert [c.split("--phase=")[1].split()[0] for c in power["commands"]] == [
         "search", "retrain", "evaluate"]
     budget = json.loads((runs / "same_budget_seed1.json").read_text())
