@@ -35,6 +35,11 @@ flags.DEFINE_string("model", "embedded", "Pre-trained weights: 'embedded' (the p
 flags.DEFINE_enum("model_type", None, MODEL_TYPES, "bert or albert: the kind of model --model "
                   "must hold (an error if it holds the other). Default: the folder's "
                   "(albert_config.json, or config.json with model_type albert, is ALBERT).")
+flags.DEFINE_string("init_checkpoint", None, "--phase=finetune/all: start the encoder from "
+                    "another task's fine-tuned model.keras (or its finetune/ folder) instead "
+                    "of --model's pre-trained weights, with a new classifier: intermediate-task "
+                    "transfer, e.g. MRPC's model for RTE. --model still gives the tokenizer and "
+                    "must have the same shape.")
 flags.DEFINE_string("data_dir", None, "GLUE data root (glue_data/ layout). Default: $GLUE_DIR, "
                     "else ../shared/glue when it exists.")
 flags.DEFINE_enum("data_source", "files", ["files", "tfds"], "Read GLUE from --data_dir "
@@ -157,6 +162,7 @@ def config_from_flags() -> RunConfig:
     return RunConfig(
         task=task, phase=FLAGS.phase, output_dir=FLAGS.output_dir, model=FLAGS.model,
         model_type=FLAGS.model_type, data_dir=FLAGS.data_dir, data_source=FLAGS.data_source,
+        init_checkpoint=FLAGS.init_checkpoint,
         max_seq_length=pick("max_seq_length", defaults.max_seq_length),
         batch_size=pick("batch_size", defaults.batch_size),
         eval_batch_size=FLAGS.eval_batch_size, timing_repeats=FLAGS.timing_repeats,

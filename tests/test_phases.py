@@ -9,6 +9,7 @@ import pytest
 from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
+from power_bert_tf.pipeline import finetune as finetune_module
 from power_bert_tf.pipeline import phases
 from power_bert_tf.training.checkpoints import TrainingState
 from tiny_task import sentence, tiny_run_config, write_tiny_model, write_tiny_task
@@ -217,3 +218,36 @@ def test_xla_compiled_training_step(tiny, finetuned):
     # r trains under XLA too: one epoch (8 steps, r step 5e-2 decaying to 0) lowers each
     # r_j[i] by at most 0.225, so a mass falls from 16 to no less than 12.4.
     assert len(result["masses"]) == 3 and all(12.3 < m < 14 for m in result["masses"])
+
+
+def test_init_checkpoint_starts_from_another_tasks_encoder(tiny, finetuned, tmp_path):
+    """Intermediate-task transfer: RTE's fine-tune starts from the tiny task's encoder,
+    with a classifier of its own."""
+    source = keras.saving.load_model(finetuned / "custom" / "finetune" / "model.keras")
+    _write_glue_rte(tmp_path / "glue" / "RTE", 24, 0)
+    rte = dict(task="RTE", custom=None, data_dir=str(tmp_path / "glue"))
+    seen = {}
+    real_fit_phase = finetune_module.fit_phase
+
+    def fit_phase(ctx, phase, model, groups, epochs, keep_best):
+        seen["encoder"] = [w.copy() for w in model.encoder.get_weights()]
+        return real_fit_phase(ctx, phase, model, groups, epochs, keep_best=keep_best)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(finetune_module, "fit_phase", fit_phase)
+        phases.run(make_config(tiny, tmp_path / "out", phase="finetune", finetune_epochs=1,
+                               init_checkpoint=str(finetuned / "custom" / "finetune"), **rte))
+    for started, loaded in zip(seen["encoder"], source.encoder.get_weights(), strict=True):
+        np.testing.assert_array_equal(started, loaded)
+    run = read(tmp_path / "out" / "RTE" / "finetune" / "run.json")
+    assert run["config"]["init_checkpoint"].endswith("finetune")
+
+    with pytest.raises(PowerBertError, match="--init_checkpoint: no model.keras at"):
+        phases.run(make_config(tiny, tmp_path / "other", phase="finetune",
+                               init_checkpoint=str(tmp_path / "missing.keras"), **rte))
+    wider = write_tiny_model(tmp_path / "wider", hidden_size=48)
+    with pytest.raises(PowerBertError, match="has hidden_size=32 but --model .* has hidden_"):
+        phases.run(make_config(tiny, tmp_path / "wide", phase="finetune", model=str(wider),
+                               init_checkpoint=str(finetuned / "custom" / "finetune"), **rte))
+    with pytest.raises(PowerBertError, match="--init_checkpoint starts the fine-tune phase"):
+        make_config(tiny, tmp_path / "x", phase="search", init_checkpoint="a.keras")

@@ -51,6 +51,7 @@ class RunConfig:
     output_dir: str
     model: str = "embedded"
     model_type: str | None = None  # None: the --model folder's
+    init_checkpoint: str | None = None  # fine-tune from another task's fine-tuned encoder
     data_dir: str | None = None
     data_source: str = "files"
     max_seq_length: int = 128
@@ -111,6 +112,9 @@ class RunConfig:
         if self.export_format not in ("saved_model", "onnx"):
             raise PowerBertError(f"--format={self.export_format!r} is not one of "
                                  f"saved_model, onnx")
+        if self.init_checkpoint and self.phase not in ("finetune", "all"):
+            raise PowerBertError(f"--init_checkpoint starts the fine-tune phase; it does "
+                                 f"nothing with --phase={self.phase}")
         if self.target_speedup is not None:
             if self.mass_lambda is not None:
                 raise PowerBertError("--target_speedup and --lambda are exclusive: the target "

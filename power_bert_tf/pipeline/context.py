@@ -95,6 +95,21 @@ class Context:
         _check_same_shape(model, self, path)
         return model
 
+    def init_encoder_weights(self) -> list:
+        """The encoder weights of --init_checkpoint (another task's fine-tuned model.keras,
+        or the folder holding it), checked to be of --model's shape; its classifier is
+        left out, so the number of classes may differ."""
+        path = Path(self.config.init_checkpoint)
+        path = path / "model.keras" if path.is_dir() else path
+        if not path.is_file():
+            raise PowerBertError(f"--init_checkpoint: no model.keras at {path}")
+        model = load_model(path, "finetune")
+        _check_same_shape(model, self, path, outputs=False)
+        if model.encoder.extract == "soft":
+            raise PowerBertError(f"--init_checkpoint {path} is a search-phase (Soft-Extract) "
+                                 "model; use a fine-tuned or retrained model.keras")
+        return model.encoder.get_weights()
+
     def record_run(self, folder: PhaseFolder, phase: str, started: float, **results) -> None:
         """Writes the phase's run.json: command, config, versions, seed, wall time and
         `results`."""
@@ -131,7 +146,8 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__}
 
 
-def _check_same_shape(model: keras.Model, ctx: Context, path: Path) -> None:
+def _check_same_shape(model: keras.Model, ctx: Context, path: Path,
+                      outputs: bool = True) -> None:
     saved = model.encoder.get_config()
     expected = ctx.pretrained.config.to_dict()
     if model.encoder.model_type != ctx.pretrained.config.model_type:
@@ -142,6 +158,6 @@ def _check_same_shape(model: keras.Model, ctx: Context, path: Path) -> None:
         if saved.get(field) != expected.get(field):
             raise PowerBertError(f"checkpoint {path} has {field}={saved[field]} but --model "
                                  f"{ctx.config.model} has {field}={expected[field]}")
-    if model.num_classes != ctx.task.num_classes:
+    if outputs and model.num_classes != ctx.task.num_classes:
         raise PowerBertError(f"checkpoint {path} has {model.num_classes} outputs but task "
                              f"{ctx.task.name} needs {ctx.task.num_classes}")

@@ -11,11 +11,13 @@ from power_bert_tf.training.trainer import OptimizerGroup
 
 
 def finetune(ctx: Context) -> dict:
-    """Fine-tunes --model on the task; writes `finetune/`."""
+    """Fine-tunes --model (or --init_checkpoint's encoder) on the task; writes `finetune/`."""
     config, started = ctx.config, time.time()
     folder = ctx.prepare_output("finetune")
     with ctx.strategy.scope():
         encoder = ctx.pretrained.build_encoder(sequence_length=config.max_seq_length)
+        if config.init_checkpoint:  # intermediate-task transfer: another task's encoder
+            encoder.set_weights(ctx.init_encoder_weights())
         model = BertClassifier(encoder, ctx.task.num_classes,
                                dropout=ctx.pretrained.config.dropout)  # as Hugging Face's
         optimizer = adam(config.learning_rate, total_steps(ctx, config.finetune_epochs),
