@@ -71,9 +71,9 @@ QUICK_PLAN = TaskPlan((1e-4,), 1, (1,), (
     "--max_train_examples=64", "--max_eval_examples=32", "--max_seq_length=32",
     "--batch_size=16", "--eval_batch_size=16", "--timing_repeats=2"), 1, 1)
 TASKS = ("CoLA", "RTE", "QQP", "MRPC", "SST-2", "MNLI-m", "MNLI-mm", "QNLI", "STS-B")
-# The measured speed-up runs a few percent under the FLOP bound (embeddings, gathers),
-# so the search aims this much above the paper's speed-up.
-AIM = 1.05
+# The measured speed-up runs under the FLOP bound (embeddings, classifier, extract layers).
+# Aimed x1.05 above the paper's, CoLA, MRPC, STS-B measured 0.83-0.95 of it: x1.10 since.
+AIM, FIRST_AIMS = 1.10, {"CoLA": 1.05, "MRPC": 1.05, "STS-B": 1.05}
 DEFAULT_TARGET = 2.0  # tasks the paper's Table 2 does not have (WNLI, custom)
 ABLATION_TASKS = ("SST-2", "RTE")
 ABLATION = ("--targets=2,3,4,6", "--selections=head,random", "--keep_layers=2,4")
@@ -123,7 +123,7 @@ class Study:
         if self.quick:
             return 2.0
         paper = PAPER_TABLE2[task][4] if task in PAPER_TABLE2 else DEFAULT_TARGET
-        return round(AIM * paper, 3)
+        return round(FIRST_AIMS.get(task, AIM) * paper, 3)
 
     def record(self, task: str, name: str, result: dict, started: float,
                commands: list[str]) -> None:
@@ -311,7 +311,7 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
               f"{' --quick' if study.quick else ''}` from the run files in `table2/<task>/` "
               "(each with its commands, git commit and wall time). Mean ± std over seeds "
               "(sample std); metric x100. PoWER-BERT is searched to the paper's speed-up "
-              f"x{AIM} with `--target_speedup` in {SMALL.search_epochs} epochs and retrained "
+              f"x1.05-{AIM:.2f} (target column) in {SMALL.search_epochs} epochs, retrained "
               f"{SMALL.retrain_epochs}; its speed-up is the median of 5 interleaved timed passes "
               "over the dev set per seed. The same-budget BERT is fine-tuned for as many "
               "more epochs as search and retrain add. The paper's columns: test set, "
