@@ -1,13 +1,15 @@
 """The Table 2 study's result files -> per-task summaries and the Table 2 markdown.
 
 Every finished run of the study is one JSON in `<results_dir>/table2/<task>/`:
-`finetune_lr<lr>_seed<s>.json` (a fine-tune, a point of the learning-rate grid or a
-seed of the chosen one), `power_seed<s>.json` (search to the target, retrain,
-evaluate from that seed's baseline) and `same_budget_seed<s>.json` (the baseline
-fine-tuned for as many more epochs as search and retrain add).
+`finetune_lr<lr>[_from<task>]_seed<s>.json` (a fine-tune, a point of the grid of
+learning rates and starts, or a seed of the chosen one), `power_seed<s>.json` (search
+to the target, retrain, evaluate from that seed's baseline) and
+`same_budget_seed<s>.json` (the baseline fine-tuned for as many more epochs as search
+and retrain add).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -49,17 +51,30 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def choose_learning_rate(runs: dict[str, dict], learning_rates: tuple[float, ...],
-                         seed: int) -> float | None:
-    """The grid point with the best dev metric (best epoch), the smaller rate on a tie;
-    None while a grid point is unfinished."""
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Where a baseline starts: a learning rate, from the pre-trained weights or from
+    another task's chosen baseline (`init_from`)."""
+
+    learning_rate: float
+    init_from: str | None = None
+
+    def name(self, seed: int) -> str:
+        """The run's file stem, e.g. finetune_lr0.0001_seed1, finetune_lr5e-05_fromMRPC_seed2."""
+        source = f"_from{self.init_from}" if self.init_from else ""
+        return f"finetune_lr{self.learning_rate:g}{source}_seed{seed}"
+
+
+def choose_start(runs: dict[str, dict], starts: tuple[Start, ...], seed: int) -> Start | None:
+    """The grid point with the best dev metric (best epoch); on a tie the smaller rate,
+    then the pre-trained start; None while a grid point is unfinished."""
     scores = []
-    for lr in learning_rates:
-        run = runs.get(f"finetune_lr{lr:g}_seed{seed}")
+    for start in starts:
+        run = runs.get(start.name(seed))
         if run is None:
             return None
-        scores.append((run["best_dev"], -lr))
-    return -max(scores)[1]
+        scores.append((run["best_dev"], -start.learning_rate, start.init_from is None, start))
+    return max(scores, key=lambda score: score[:3])[3]
 
 
 def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict | None:

@@ -145,3 +145,54 @@ def test_target_search_figure_names_a_missed_target(tmp_path):
 
     lines = {task: summary_line(record) for task, record in load_searches(tmp_path).items()}
     assert "(within 5%)" in lines["RTE"] and "(MISSED)" in lines["CoLA"]
+
+
+def test_grid_of_starts_and_its_choice():
+    from experiments.results_table import Start, choose_start
+    from experiments.table2_runs import PLANS
+
+    starts = PLANS["RTE"].starts
+    assert [start.name(1) for start in starts] == [
+        "finetune_lr5e-05_seed1", "finetune_lr0.0001_seed1",
+        "finetune_lr5e-05_fromMRPC_seed1", "finetune_lr0.0001_fromMRPC_seed1"]
+    runs = {name: {"best_dev": dev} for name, dev in zip(
+        [start.name(1) for start in starts], [0.55, 0.53, 0.61, 0.61])}
+    assert choose_start(runs, starts[:3], 1) == Start(5e-5, "MRPC")
+    assert choose_start(runs, starts, 1) == Start(5e-5, "MRPC")  # tie: the smaller rate
+    runs["finetune_lr5e-05_fromMRPC_seed1"]["best_dev"] = 0.55
+    assert choose_start(runs, starts[:3], 1) == Start(5e-5)  # tie: the pre-trained start
+    del runs["finetune_lr0.0001_seed1"]
+    assert choose_start(runs, starts, 1) is None  # a point unfinished
+
+
+def test_a_warm_started_grid_point_fine_tunes_from_the_chosen_baseline(tmp_path, monkeypatch):
+    from experiments import runner, table2_runs
+    from experiments.results_table import Start
+    from power_bert_tf.errors import PowerBertError
+
+    calls = []
+
+    def run_glue(folder, task, phase, flags, log, resume=True):
+        calls.append(flags)
+        run = folder / task / phase / "run.json"
+        run.parent.mkdir(parents=True)
+        run.write_text(json.dumps({"dev": {"accuracy": 0.6}, "history": [
+            {"epoch": 1, "dev": {"accuracy": 0.6}, "seconds": 1.0}]}))
+        return 1.0
+
+    monkeypatch.setattr(runner, "run_glue", run_glue)
+    study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
+    start = Start(5e-5, "MRPC")
+    with pytest.raises(PowerBertError, match="run MRPC's grid first"):
+        table2_runs.finetune(study, "RTE", start, 1, 5, start.name(1), "grid")
+    for lr, dev in ((5e-5, 0.83), (1e-4, 0.86)):
+        (study.results("MRPC") / f"finetune_lr{lr:g}_seed1.json").parent.mkdir(
+            parents=True, exist_ok=True)
+        (study.results("MRPC") / f"finetune_lr{lr:g}_seed1.json").write_text(
+            json.dumps({"best_dev": dev}))
+    table2_runs.finetune(study, "RTE", start, 1, 5, start.name(1), "grid")
+    init = study.runs("MRPC") / "finetune_lr0.0001_seed1" / "MRPC" / "finetune" / "model.keras"
+    assert f"--init_checkpoint={init}" in calls[-1]
+    record = json.loads((study.results("RTE") / "finetune_lr5e-05_fromMRPC_seed1.json")
+                        .read_text())
+    assert record["init_from"] == "MRPC" and "--init_checkpoint" in record["command"]

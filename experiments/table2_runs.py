@@ -1,0 +1,253 @@
+"""The Table 2 study's plan per task and its runs, each finished run one JSON.
+
+A run is a fine-tune (a grid point, a seed's baseline, or the same-budget control), a
+PoWER-BERT search + retrain + evaluate from a seed's baseline, or the ablation; each is
+a `run_glue.py` (or `tradeoff.py`) subprocess whose result JSON, with its commands, git
+commit and wall time, goes to `<results_dir>/table2/<task>/`; a run whose JSON exists is
+skipped. A baseline starts from the pre-trained model or, where the task's plan lists
+another task in `inits`, from that task's chosen first-seed baseline (intermediate-task
+transfer, `run_glue.py --init_checkpoint`): the grid covers both starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from experiments import runner
+from experiments.paper_table2 import PAPER_TABLE2
+from experiments.results_table import Start, choose_start, load, majority_dev
+from power_bert_tf.errors import PowerBertError
+
+@dataclasses.dataclass(frozen=True)
+class TaskPlan:
+    """How one task is studied."""
+
+    learning_rates: tuple[float, ...]  # the fine-tuning grid
+    finetune_epochs: int  # of each grid point; the best dev epoch is kept
+    seeds: tuple[int, ...]
+    flags: tuple[str, ...] = ()  # run_glue.py flags of every run
+    search_epochs: int = 2
+    retrain_epochs: int = 3
+    inits: tuple[str | None, ...] = (None,)  # grid starts: pre-trained, or a task's baseline
+
+    @property
+    def starts(self) -> tuple[Start, ...]:
+        """The grid: every start at every learning rate."""
+        return tuple(Start(lr, init) for init in self.inits for lr in self.learning_rates)
+
+
+# A 6-layer MiniLM under-trains at BERT-base's 2e-5-3e-5 for 3 epochs (RTE stayed at its
+# majority class, CoLA at Matthews 0.21): the grid is two larger rates, 5 epochs each,
+# the best dev epoch kept.
+SMALL = TaskPlan((5e-5, 1e-4), 5, (1, 2, 3))
+# SST-2: 67k sentences, about 15 minutes an epoch on 2 CPU cores: one rate, one seed.
+# RTE (2,490 pairs) is where a 6-layer model may not leave its majority class from the
+# pre-trained weights; its grid also starts from MRPC's chosen baseline (STILTs).
+PLANS = {"CoLA": SMALL, "RTE": dataclasses.replace(SMALL, inits=(None, "MRPC")),
+         "MRPC": SMALL, "STS-B": SMALL,
+         "SST-2": TaskPlan((5e-5,), 2, (1,)),
+         **{task: TaskPlan((2e-5, 5e-5, 1e-4), 3, (1,))
+            for task in ("QQP", "MNLI-m", "MNLI-mm", "QNLI")}}
+QUICK_PLAN = TaskPlan((1e-4,), 1, (1,), (
+    "--max_train_examples=64", "--max_eval_examples=32", "--max_seq_length=32",
+    "--batch_size=16", "--eval_batch_size=16", "--timing_repeats=2"), 1, 1)
+# The measured speed-up runs under the FLOP bound (embeddings, classifier, extract layers).
+# Aimed x1.05 above the paper's, CoLA, MRPC, STS-B measured 0.83-0.95 of it: x1.10 since.
+AIM, FIRST_AIMS = 1.10, {"CoLA": 1.05, "MRPC": 1.05, "STS-B": 1.05}
+DEFAULT_TARGET = 2.0  # tasks the paper's Table 2 does not have (WNLI, custom)
+ABLATION_TASKS = ("SST-2", "RTE")
+ABLATION = ("--targets=2,3,4,6", "--selections=head,random", "--keep_layers=2,4")
+QUICK_ABLATION = ("--targets=2", "--selections=head", "--keep_layers=")
+
+
+@dataclasses.dataclass
+class Study:
+    """Paths, settings and plan of one call."""
+
+    output_dir: Path
+    results_dir: Path
+    quick: bool
+    data_dir: str | None = None
+    model: str = "embedded"
+    commit: bool = False  # git-commit each result JSON as it lands
+
+    def plan(self, task: str) -> TaskPlan:
+        return QUICK_PLAN if self.quick else PLANS.get(task, SMALL)
+
+    def results(self, task: str) -> Path:
+        return self.results_dir / "table2" / task
+
+    def runs(self, task: str) -> Path:
+        return self.output_dir / task
+
+    def common(self, task: str) -> list[str]:
+        extra = [f"--data_dir={self.data_dir}"] if self.data_dir else []
+        return [f"--model={self.model}", *self.plan(task).flags, *extra]
+
+    def chosen(self, task: str) -> Start | None:
+        """The grid's choice for `task`; None while a grid point is unfinished."""
+        plan = self.plan(task)
+        return choose_start(load(self.results(task)), plan.starts, plan.seeds[0])
+
+    def init_checkpoint(self, task: str) -> Path | None:
+        """The fine-tuned model that starts baselines "from `task`"; None until chosen."""
+        start, seed = self.chosen(task), self.plan(task).seeds[0]
+        return None if start is None else (self.runs(task) / start.name(seed) / task
+                                           / "finetune" / "model.keras")
+
+    def target(self, task: str) -> float:
+        if self.quick:
+            return 2.0
+        paper = PAPER_TABLE2[task][4] if task in PAPER_TABLE2 else DEFAULT_TARGET
+        return round(FIRST_AIMS.get(task, AIM) * paper, 3)
+
+    def record(self, task: str, name: str, result: dict, started: float,
+               commands: list[str]) -> None:
+        path = self.results(task) / f"{name}.json"
+        runner.write_result(path, {"task": task, **result}, started=started, commands=commands)
+        print(f"{task}: wrote {path}", flush=True)
+        if self.commit:
+            runner.commit_file(path, f"Table 2 study: {task} {name}")
+
+
+def _command(task: str, folder: Path, phase: str, flags_: list[str]) -> str:
+    return " ".join(["python", "run_glue.py", f"--task={task}", f"--phase={phase}",
+                     f"--output_dir={folder}", *flags_])
+
+
+def _read_run(folder: Path, task: str, phase: str) -> dict:
+    return json.loads((folder / task / phase / "run.json").read_text())
+
+
+def finetune(study: Study, task: str, start: Start, seed: int, epochs: int,
+             name: str, arm: str) -> Path:
+    """One fine-tune (a grid point, a seed, or the same-budget control)."""
+    folder = study.runs(task) / name
+    if (study.results(task) / f"{name}.json").is_file():
+        return folder
+    started, lr = time.time(), start.learning_rate
+    flags_ = [f"--learning_rate={lr:g}", f"--finetune_epochs={epochs}", f"--seed={seed}",
+              *study.common(task)]
+    if start.init_from:
+        init = study.init_checkpoint(start.init_from)
+        if init is None:
+            raise PowerBertError(f"{name} starts from {start.init_from}'s baseline: run "
+                                 f"{start.init_from}'s grid first")
+        flags_.append(f"--init_checkpoint={init}")
+    runner.run_glue(folder, task, "finetune", flags_, folder / "log.txt")
+    run = _read_run(folder, task, "finetune")
+    metric = next(iter(run["dev"]))
+    history = [{"epoch": h["epoch"], "dev": h["dev"], "seconds": h["seconds"]}
+               for h in run["history"]]
+    best = max(history, key=lambda h: h["dev"][metric])
+    study.record(task, name, {"arm": arm, "learning_rate": lr, "init_from": start.init_from,
+                              "seed": seed, "epochs": epochs,
+                              "metric": metric, "best_dev": best["dev"][metric],
+                              "best_epoch": best["epoch"], "history": history},
+                 started, [_command(task, folder, "finetune", flags_)])
+    return folder
+
+
+def baseline(study: Study, task: str, start: Start, seed: int) -> Path:
+    """The seed's baseline: fine-tuned from `start`, for the plan's epochs."""
+    return finetune(study, task, start, seed, study.plan(task).finetune_epochs,
+                    start.name(seed), "baseline")
+
+
+def _power_run(study: Study, task: str, start: Start, seed: int) -> tuple[Path, list[str]]:
+    """The folder of power_seed<seed>, its baseline linked in, and its run_glue.py flags."""
+    plan = study.plan(task)
+    base = baseline(study, task, start, seed)
+    folder = study.runs(task) / f"power_seed{seed}"
+    link = folder / task / "finetune"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to((base / task / "finetune").resolve(), target_is_directory=True)
+    return folder, [f"--learning_rate={start.learning_rate:g}", f"--seed={seed}",
+                    f"--target_speedup={study.target(task):g}",
+                    f"--search_epochs={plan.search_epochs}",
+                    f"--retrain_epochs={plan.retrain_epochs}", "--timing_repeats=5",
+                    *study.common(task)]
+
+
+def target_search(study: Study, task: str, start: Start, seed: int) -> None:
+    """The search phase alone (the speed-up-on-demand record), ahead of retrain."""
+    if not (study.results_dir / f"target_search_{task}.json").is_file():
+        folder, flags_ = _power_run(study, task, start, seed)
+        runner.run_glue(folder, task, "search", flags_, folder / "log.txt")
+        write_target_search(study, task, folder, _command(task, folder, "search", flags_))
+
+
+def power(study: Study, task: str, start: Start, seed: int) -> None:
+    """Search to the target, retrain and evaluate from the seed's baseline."""
+    name = f"power_seed{seed}"
+    if (study.results(task) / f"{name}.json").is_file():
+        return
+    plan = study.plan(task)
+    folder, flags_ = _power_run(study, task, start, seed)
+    started, commands = time.time(), []
+    for phase in ("search", "retrain", "evaluate"):
+        runner.run_glue(folder, task, phase, flags_, folder / "log.txt")
+        commands.append(_command(task, folder, phase, flags_))
+    search, evaluate = _read_run(folder, task, "search"), _read_run(folder, task, "evaluate")
+    metric = evaluate["metric"]
+    result = {
+        "arm": "power_bert", "seed": seed, "learning_rate": start.learning_rate,
+        "init_from": start.init_from, "metric": metric, "target_speedup": study.target(task),
+        "majority_dev": majority_dev(task, study.data_dir),
+        "baseline_dev": evaluate["baseline"]["dev"][metric],
+        "power_bert_dev": evaluate["power_bert"]["dev"][metric],
+        "retention": evaluate["retention"], "flop_bound": evaluate["flop_bound"],
+        "word_vector_bound": evaluate["word_vector_bound"], "speedup": evaluate["speedup"],
+        "speedup_spread": evaluate["speedup_spread"],
+        "baseline_ms_per_batch": evaluate["baseline"]["ms_per_batch"],
+        "power_bert_ms_per_batch": evaluate["power_bert"]["ms_per_batch"],
+        "search_masses": search["masses"],
+        "phase_wall_seconds": {p: _read_run(folder, task, p)["wall_seconds"]
+                               for p in ("search", "retrain", "evaluate")}}
+    study.record(task, name, result, started, commands)
+    if seed == plan.seeds[0] and not (study.results_dir / f"target_search_{task}.json").is_file():
+        write_target_search(study, task, folder, commands[0])
+
+
+def write_target_search(study: Study, task: str, folder: Path, command: str) -> None:
+    """experiments/results/target_search_<task>.json: the search's per-step bound."""
+    search = _read_run(folder, task, "search")
+    trajectory = json.loads((folder / task / "search" / "controller.json").read_text())
+    path = study.results_dir / f"target_search_{task}.json"
+    runner.write_result(path, {
+        "task": task, "target_speedup": search["target_speedup"],
+        "search_epochs": study.plan(task).search_epochs, "retention": search["retention"],
+        "sequence_length": search["sequence_length"], "flop_bound": search["flop_bound"],
+        "within_5_percent": abs(search["flop_bound"] / search["target_speedup"] - 1) <= 0.05,
+        "search_wall_seconds": search["wall_seconds"], **trajectory},
+        started=time.time() - search["wall_seconds"], commands=[command], overwrite=True)
+    if study.commit:
+        runner.commit_file(path, f"Table 2 study: {task} target search")
+
+
+def ablation(study: Study, task: str, start: Start, seed: int) -> None:
+    """Attn-WS, Head-WS, Rand-WS from the same search weights, and dropped layers."""
+    path = study.results(task) / f"tradeoff_{task}_seed{seed}.json"
+    if path.is_file():
+        return
+    plan = study.plan(task)
+    base = baseline(study, task, start, seed)
+    command = [sys.executable, "experiments/tradeoff.py", f"--task={task}",
+               f"--base_dir={base}", f"--output_dir={study.runs(task) / f'ablation_seed{seed}'}",
+               f"--results_dir={study.results(task)}", f"--tag=seed{seed}",
+               f"--learning_rate={start.learning_rate:g}", f"--seed={seed}",
+               f"--epochs={plan.retrain_epochs}", f"--search_epochs={plan.search_epochs}",
+               f"--model={study.model}",
+               *(QUICK_ABLATION if study.quick else ABLATION),
+               *[f for f in study.common(task) if f.split("=")[0] in (
+                   "--max_train_examples", "--max_eval_examples", "--max_seq_length",
+                   "--data_dir")]]
+    runner.run_logged(command, study.runs(task) / f"ablation_seed{seed}.log", f"{task} ablation")
+    if study.commit:
+        for file in (path, path.with_suffix(".png")):
+            runner.commit_file(file, f"Table 2 study: {task} ablation seed {seed}")
+
