@@ -68,13 +68,10 @@ class Start:
 def choose_start(runs: dict[str, dict], starts: tuple[Start, ...], seed: int) -> Start | None:
     """The grid point with the best dev metric (best epoch); on a tie the smaller rate,
     then the pre-trained start; None while a grid point is unfinished."""
-    scores = []
-    for start in starts:
-        run = runs.get(start.name(seed))
-        if run is None:
-            return None
-        scores.append((run["best_dev"], -start.learning_rate, start.init_from is None, start))
-    return max(scores, key=lambda score: score[:3])[3]
+    if any(start.name(seed) not in runs for start in starts):
+        return None
+    return max(starts, key=lambda start: (runs[start.name(seed)]["best_dev"],
+                                          -start.learning_rate, start.init_from is None))
 
 
 def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict | None:

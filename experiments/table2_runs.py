@@ -104,6 +104,10 @@ class Study:
         paper = PAPER_TABLE2[task][4] if task in PAPER_TABLE2 else DEFAULT_TARGET
         return round(FIRST_AIMS.get(task, AIM) * paper, 3)
 
+    def target_search_record(self, task: str) -> Path:
+        """The first seed's search record, target_search_<task>.json."""
+        return self.results_dir / f"target_search_{task}.json"
+
     def record(self, task: str, name: str, result: dict, started: float,
                commands: list[str]) -> None:
         path = self.results(task) / f"{name}.json"
@@ -175,7 +179,7 @@ def _power_run(study: Study, task: str, start: Start, seed: int) -> tuple[Path, 
 
 def target_search(study: Study, task: str, start: Start, seed: int) -> None:
     """The search phase alone (the speed-up-on-demand record), ahead of retrain."""
-    if not (study.results_dir / f"target_search_{task}.json").is_file():
+    if not study.target_search_record(task).is_file():
         folder, flags_ = _power_run(study, task, start, seed)
         runner.run_glue(folder, task, "search", flags_, folder / "log.txt")
         write_target_search(study, task, folder, _command(task, folder, "search", flags_))
@@ -209,7 +213,7 @@ def power(study: Study, task: str, start: Start, seed: int) -> None:
         "phase_wall_seconds": {p: _read_run(folder, task, p)["wall_seconds"]
                                for p in ("search", "retrain", "evaluate")}}
     study.record(task, name, result, started, commands)
-    if seed == plan.seeds[0] and not (study.results_dir / f"target_search_{task}.json").is_file():
+    if seed == plan.seeds[0] and not study.target_search_record(task).is_file():
         write_target_search(study, task, folder, commands[0])
 
 
@@ -217,7 +221,7 @@ def write_target_search(study: Study, task: str, folder: Path, command: str) -> 
     """experiments/results/target_search_<task>.json: the search's per-step bound."""
     search = _read_run(folder, task, "search")
     trajectory = json.loads((folder / task / "search" / "controller.json").read_text())
-    path = study.results_dir / f"target_search_{task}.json"
+    path = study.target_search_record(task)
     runner.write_result(path, {
         "task": task, "target_speedup": search["target_speedup"],
         "search_epochs": study.plan(task).search_epochs, "retention": search["retention"],

@@ -54,8 +54,7 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
     labelled = [example.label is not None for example in examples]
     if any(labelled) and not all(labelled):
         raise PowerBertError("examples mix labelled and unlabelled rows; label all or none")
-    if is_pair and any(example.text_b is None for example in examples):
-        raise PowerBertError("a pair task needs text_b in every example")
+    _check_pairs(examples, is_pair)
 
     columns = {"text_a": tf.constant([example.text_a for example in examples], tf.string)}
     if is_pair:
@@ -85,8 +84,7 @@ def tokenize(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool
     """Every example's features as int32 numpy arrays, for runtimes outside tf.data
     (ONNX Runtime, a SavedModel client): `input_word_ids`, `input_mask`,
     `input_type_ids`, each (len(examples), L). Tokenized `chunk` examples at a time."""
-    if is_pair and any(example.text_b is None for example in examples):
-        raise PowerBertError("a pair task needs text_b in every example")
+    _check_pairs(examples, is_pair)
     parts: list[dict[str, tf.Tensor]] = []
     for start in range(0, len(examples), chunk):
         rows = examples[start:start + chunk]
@@ -95,6 +93,11 @@ def tokenize(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool
                                if is_pair else None))
     return {name: np.concatenate([part[name].numpy() for part in parts]).astype(np.int32)
             for name in (parts[0] if parts else ())}
+
+
+def _check_pairs(examples: Sequence[Example], is_pair: bool) -> None:
+    if is_pair and any(example.text_b is None for example in examples):
+        raise PowerBertError("a pair task needs text_b in every example")
 
 
 def trim_padding(features: dict[str, tf.Tensor], multiple: int) -> dict[str, tf.Tensor]:
