@@ -189,10 +189,59 @@ def test_a_warm_started_grid_point_fine_tunes_from_the_chosen_baseline(tmp_path,
         (study.results("MRPC") / f"finetune_lr{lr:g}_seed1.json").parent.mkdir(
             parents=True, exist_ok=True)
         (study.results("MRPC") / f"finetune_lr{lr:g}_seed1.json").write_text(
-            json.dumps({"best_dev": dev}))
-    table2_runs.finetune(study, "RTE", start, 1, 5, start.name(1), "grid")
+            json.dumps({"best_dev": dev, "metric": "accuracy"}))
     init = study.runs("MRPC") / "finetune_lr0.0001_seed1" / "MRPC" / "finetune" / "model.keras"
-    assert f"--init_checkpoint={init}" in calls[-1]
+    init.parent.mkdir(parents=True)
+    init.write_bytes(b"model")  # MRPC's chosen baseline is on disk: not trained again
+    table2_runs.finetune(study, "RTE", start, 1, 5, start.name(1), "grid")
+    assert len(calls) == 1 and f"--init_checkpoint={init}" in calls[-1]
     record = json.loads((study.results("RTE") / "finetune_lr5e-05_fromMRPC_seed1.json")
                         .read_text())
     assert record["init_from"] == "MRPC" and "--init_checkpoint" in record["command"]
+
+
+def test_a_finished_baseline_without_its_model_is_trained_again(tmp_path, monkeypatch,
+                                                                  capsys):
+    """A new checkout has the JSONs, not the checkpoints: a run that needs a baseline's
+    model trains it again with the recorded flags (the warm start's source first), and
+    keeps the recorded JSON."""
+    from experiments import runner, table2_runs
+    from experiments.results_table import Start
+
+    calls = []
+
+    def run_glue(folder, task, phase, flags, log, resume=True):
+        calls.append((task, folder.name, flags))
+        phase_dir = folder / task / phase
+        phase_dir.mkdir(parents=True)
+        (phase_dir / "run.json").write_text(json.dumps({"dev": {"f1": 0.86}}))
+        (phase_dir / "model.keras").write_bytes(b"model")
+        return 1.0
+
+    monkeypatch.setattr(runner, "run_glue", run_glue)
+    study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
+    for task, names, dev in (("MRPC", ["finetune_lr5e-05_seed1", "finetune_lr0.0001_seed1"],
+                              [0.83, 0.86]),
+                             ("RTE", [s.name(1) for s in table2_runs.PLANS["RTE"].starts],
+                              [0.55, 0.53, 0.56, 0.54])):
+        study.results(task).mkdir(parents=True)
+        for name, best in zip(names, dev):
+            (study.results(task) / f"{name}.json").write_text(
+                json.dumps({"best_dev": best, "metric": "f1", "arm": "grid"}))
+    recorded = (study.results("RTE") / "finetune_lr5e-05_fromMRPC_seed1.json").read_text()
+
+    table2_runs.baseline(study, "RTE", Start(5e-5, "MRPC"), 1)
+    assert [(task, name) for task, name, _ in calls] == [
+        ("MRPC", "finetune_lr0.0001_seed1"), ("RTE", "finetune_lr5e-05_fromMRPC_seed1")]
+    assert "--learning_rate=0.0001" in calls[0][2] and "--finetune_epochs=5" in calls[0][2]
+    mrpc = study.runs("MRPC") / "finetune_lr0.0001_seed1" / "MRPC" / "finetune" / "model.keras"
+    assert f"--init_checkpoint={mrpc}" in calls[1][2]
+    assert (study.results("RTE") / "finetune_lr5e-05_fromMRPC_seed1.json").read_text() == recorded
+    out = capsys.readouterr().out
+    assert "MRPC: finetune_lr0.0001_seed1 trained again: best dev 0.8600 (as recorded)" in out
+    assert "best dev 0.8600 (recorded 0.5600)" in out  # a different result is said
+
+    table2_runs.baseline(study, "RTE", Start(5e-5, "MRPC"), 1)
+    assert len(calls) == 2  # both models on disk now
+    table2_runs.finetune(study, "RTE", Start(1e-4), 1, 5, "finetune_lr0.0001_seed1", "grid")
+    assert len(calls) == 2  # the grid stage needs no model
