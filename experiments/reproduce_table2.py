@@ -125,8 +125,13 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
               "over the dev set per seed. The same-budget BERT is fine-tuned for as many "
               "more epochs as search and retrain add. The paper's columns: test set, "
               "BERT-base, K80 GPU, batch 128.\n\n")
+    subsets = [f"{task} trains on a seeded subset of {flag.split('=')[1]} training examples "
+               "(the dev set whole)" for task in tasks if missing.get(task) != "no data here"
+               for flag in study.plan(task).flags if flag.startswith("--max_train_examples=")]
     if study.quick:
         header += "**Quick smoke mode: 64 training examples per task; not results.**\n\n"
+    elif subsets:
+        header += "; ".join(subsets) + ".\n\n"
     markdown = header + table2(summaries, missing)
     (study.results_dir / "table2.md").write_text(markdown)
     return markdown
@@ -172,6 +177,7 @@ def main(argv):
                                                          else "experiments/results")), quick,
                   FLAGS.data_dir, FLAGS.model, FLAGS.commit)
     output_dir.mkdir(parents=True, exist_ok=True)
+    study.results_dir.mkdir(parents=True, exist_ok=True)
     tasks = [canonical_task_name(task) for task in FLAGS.tasks]
     missing, failed = {}, []
     for task in tasks:
