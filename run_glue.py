@@ -97,6 +97,12 @@ flags.DEFINE_bool("dynamic_padding", True, "Pad each training batch and each dev
                   "inert in every phase (score 0, masked), so only the time changes (and "
                   "dropout's random draws). The speed-up measured in retrain/evaluate always "
                   "pads to --max_seq_length, as the paper does.")
+flags.DEFINE_integer("length_grouping", 0, "With --dynamic_padding: group training batches "
+                     "by length, so that trimming cuts more: the shuffled rows are taken this "
+                     "many batches at a time, sorted by length, cut into batches, and the "
+                     "batches shuffled. Every row is still seen once an epoch; only which rows "
+                     "share a batch changes (experiments/padding_lengths.py measures the "
+                     "saving). 0: off.")
 flags.DEFINE_string("export_dir", None, "--phase=export: TF Serving model base folders go to "
                     "<export_dir>/<task>/<version>/. Default: <output_dir>/export.")
 flags.DEFINE_integer("export_version", None, "--phase=export: version number; default 1 + "
@@ -181,7 +187,7 @@ def config_from_flags() -> RunConfig:
         max_train_examples=FLAGS.max_train_examples, max_eval_examples=FLAGS.max_eval_examples,
         predict_split=FLAGS.predict_split, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
         distribution=FLAGS.distribution, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
-        dynamic_padding=FLAGS.dynamic_padding,
+        dynamic_padding=FLAGS.dynamic_padding, length_grouping=FLAGS.length_grouping,
         export_dir=FLAGS.export_dir, export_version=FLAGS.export_version,
         export_format=FLAGS.format, precision=FLAGS.precision,
         custom=_custom_spec())

@@ -1,12 +1,15 @@
-"""How much dynamic padding saves: the length a training batch is trimmed to, per task.
+"""How much dynamic padding and length grouping save: the word-pieces a training epoch
+is padded to, per task.
 
     python experiments/padding_lengths.py --tasks=CoLA,RTE,MRPC,STS-B,SST-2,WNLI
 
-Tokenizes each task's training set with the embedded model's WordPiece at the task's
---max_seq_length N, shuffles it once (seeded), cuts it into batches of the task's default
-size, and reports the mean trimmed batch length (run_glue --dynamic_padding: the longest
-row rounded up to a multiple of 16, at most N) against N. Prints a table; writes JSON
-under experiments/results/ (never overwritten).
+Batches each task's training set as a training epoch does (`data.pipeline.make_dataset`:
+the embedded model's WordPiece at the task's --max_seq_length N, the task's default batch
+size, shuffled with --seed, each batch trimmed to its longest row rounded up to a multiple
+of 16), once as it is and once grouped by length (run_glue --length_grouping, windows of
+--length_window batches), and reports per epoch: the mean batch length against N and the
+padded word-pieces (what a step's cost follows; attention grows with the square of the
+length). Prints a table; writes JSON under experiments/results/ (never overwritten).
 """
 from __future__ import annotations
 
@@ -20,32 +23,33 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
-from power_bert_tf.pipeline.config import TASK_DEFAULTS  # noqa: E402
-from power_bert_tf.data.pipeline import PADDING_MULTIPLE, tokenize  # noqa: E402
+from power_bert_tf.data.pipeline import PADDING_MULTIPLE, make_dataset  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
+from power_bert_tf.pipeline.config import TASK_DEFAULTS  # noqa: E402
 from power_bert_tf.training.checkpoints import write_json_atomic  # noqa: E402
 from power_bert_tf.weights import load_pretrained  # noqa: E402
 
 flags.DEFINE_list("tasks", ["CoLA", "RTE", "MRPC", "STS-B", "SST-2", "WNLI"], "GLUE tasks.")
 flags.DEFINE_string("data_dir", None, "GLUE data root. Default: $GLUE_DIR, else ../shared/glue.")
 flags.DEFINE_integer("seed", 42, "Shuffle seed.")
+flags.DEFINE_integer("length_window", 50, "Batches per length-grouping window "
+                     "(run_glue --length_grouping).")
 flags.DEFINE_string("output", str(Path(__file__).resolve().parent / "results" /
-                                  "padding_lengths.json"), "JSON path; never overwritten.")
+                                  "padding_lengths_grouping.json"), "JSON path; never overwritten.")
 FLAGS = flags.FLAGS
 
 
-def token_lengths(task, tokenizer, chunk: int = 2048) -> np.ndarray:
-    """Real tokens ([CLS] and [SEP] included, truncated to N) of every training example."""
-    mask = tokenize(task.read("train"), tokenizer, is_pair=task.is_pair, chunk=chunk)
-    return mask["input_mask"].sum(axis=1)
-
-
-def mean_trimmed_length(lengths: np.ndarray, batch_size: int, padded: int, seed: int) -> float:
-    order = np.random.default_rng(seed).permutation(len(lengths))
-    batches = [lengths[order[i:i + batch_size]] for i in range(0, len(lengths), batch_size)]
-    return float(np.mean([min(-(-int(b.max()) // PADDING_MULTIPLE) * PADDING_MULTIPLE, padded)
-                          for b in batches]))
+def epoch_lengths(task, tokenizer, batch_size: int, seed: int,
+                  length_window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(real lengths of every row, (batches, 2) rows and padded length of each batch)."""
+    dataset = make_dataset(task.read("train"), tokenizer, batch_size=batch_size,
+                           is_pair=task.is_pair, regression=task.labels is None, shuffle=True,
+                           seed=seed, trim_to_multiple=PADDING_MULTIPLE,
+                           length_window=length_window)
+    masks = [features["input_mask"].numpy() for features, _ in dataset]
+    return (np.concatenate([mask.sum(axis=1) for mask in masks]),
+            np.array([mask.shape for mask in masks]))
 
 
 @exit_on_user_error
@@ -56,23 +60,35 @@ def main(argv: list[str]) -> None:
     if output.exists():
         raise PowerBertError(f"{output} exists; pass another --output")
     started, pretrained, rows = time.perf_counter(), load_pretrained("embedded"), []
-    print(f"{'task':6s} {'N':>4s} {'batch':>5s} {'mean len':>8s} {'trimmed':>8s} {'saving':>7s}")
+    print(f"{'task':6s} {'N':>4s} {'batch':>5s} {'mean len':>8s} {'batch len':>9s} "
+          f"{'grouped':>8s} {'padded M':>8s} {'grouped M':>9s} {'saving':>7s}")
     for name in FLAGS.tasks:
         name = canonical_task_name(name)
         defaults = TASK_DEFAULTS[name]
         task = get_task(name, FLAGS.data_dir)
-        lengths = token_lengths(task, pretrained.tokenizer(defaults.max_seq_length))
-        trimmed = mean_trimmed_length(lengths, defaults.batch_size, defaults.max_seq_length,
-                                      FLAGS.seed)
-        rows.append({"task": name, "max_seq_length": defaults.max_seq_length,
-                     "batch_size": defaults.batch_size, "examples": len(lengths),
-                     "mean_length": round(float(lengths.mean()), 1),
-                     "mean_trimmed_batch_length": round(trimmed, 1),
-                     "saving": round(defaults.max_seq_length / trimmed, 2)})
+        tokenizer = pretrained.tokenizer(defaults.max_seq_length)
+        lengths, plain = epoch_lengths(task, tokenizer, defaults.batch_size, FLAGS.seed, 0)
+        _, grouped = epoch_lengths(task, tokenizer, defaults.batch_size, FLAGS.seed,
+                                   FLAGS.length_window)
+        tokens = {kind: int(np.prod(batches, axis=1).sum())
+                  for kind, batches in (("plain", plain), ("grouped", grouped))}
+        row = {"task": name, "max_seq_length": defaults.max_seq_length,
+               "batch_size": defaults.batch_size, "examples": len(lengths),
+               "mean_length": round(float(lengths.mean()), 1),
+               "mean_trimmed_batch_length": round(float(plain[:, 1].mean()), 1),
+               "mean_grouped_batch_length": round(float(grouped[:, 1].mean()), 1),
+               "padded_tokens": tokens["plain"], "grouped_padded_tokens": tokens["grouped"],
+               "full_length_tokens": len(lengths) * defaults.max_seq_length,
+               "saving": round(defaults.max_seq_length / float(plain[:, 1].mean()), 2),
+               "grouping_saving": round(tokens["plain"] / tokens["grouped"], 2)}
+        rows.append(row)
         print(f"{name:6s} {defaults.max_seq_length:4d} {defaults.batch_size:5d} "
-              f"{lengths.mean():8.1f} {trimmed:8.1f} {defaults.max_seq_length / trimmed:6.2f}x")
+              f"{row['mean_length']:8.1f} {row['mean_trimmed_batch_length']:9.1f} "
+              f"{row['mean_grouped_batch_length']:8.1f} {tokens['plain'] / 1e6:8.2f} "
+              f"{tokens['grouped'] / 1e6:9.2f} {row['grouping_saving']:6.2f}x")
     write_json_atomic(output, {"command": "python experiments/padding_lengths.py --tasks="
-                               + ",".join(FLAGS.tasks) + f" --seed={FLAGS.seed}",
+                               + ",".join(FLAGS.tasks) + f" --seed={FLAGS.seed}"
+                               f" --length_window={FLAGS.length_window}",
                                "wall_seconds": round(time.perf_counter() - started, 1),
                                "rows": rows})
     print(f"wrote {output}")

@@ -25,5 +25,11 @@ def test_command_line(tmp_path):
     trimmed = row["mean_trimmed_batch_length"]
     assert 16 <= trimmed <= 128 and row["mean_length"] < trimmed
     assert row["saving"] == pytest.approx(128 / trimmed, abs=0.01)
+    # Grouped by length, the same rows are padded to fewer word-pieces.
+    assert row["mean_grouped_batch_length"] < trimmed
+    assert row["grouped_padded_tokens"] < row["padded_tokens"] < row["full_length_tokens"]
+    assert row["grouping_saving"] == pytest.approx(
+        row["padded_tokens"] / row["grouped_padded_tokens"], abs=0.01)
+    assert "--length_window=50" in json.loads(output.read_text())["command"]
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr

@@ -143,3 +143,50 @@ def test_tokenize_matches_the_dataset_in_chunks(tokenizer, is_pair: bool) -> Non
         assert (features["input_type_ids"] == 1).any()
         with pytest.raises(PowerBertError, match="text_b"):
             tokenize([Example("a", None, 0)], tokenizer, is_pair=True)
+
+
+def varied(count: int, seed: int = 0) -> list[Example]:
+    """Examples of 1-20 words whose label is their index."""
+    lengths = np.random.default_rng(seed).integers(1, 21, count)
+    return [Example(" ".join(["word"] * int(n)), None, index)
+            for index, n in enumerate(lengths)]
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_length_grouping_keeps_every_row_once_and_the_batch_count(tokenizer,
+                                                                  drop_remainder) -> None:
+    examples = varied(53)
+    kwargs = dict(batch_size=4, is_pair=False, regression=False, shuffle=True, seed=3,
+                  drop_remainder=drop_remainder, trim_to_multiple=4)
+    plain = list(make_dataset(examples, tokenizer, **kwargs))
+    grouped = list(make_dataset(examples, tokenizer, length_window=5, **kwargs))
+    assert len(grouped) == len(plain) == count_batches(53, 4, drop_remainder)
+    labels = sorted(int(label) for _, batch in grouped for label in batch.numpy())
+    if not drop_remainder:
+        assert labels == list(range(53))  # each row once
+    assert len(set(labels)) == len(labels)
+    for features, batch in grouped:  # a row's features travel with its label
+        words = features["input_mask"].numpy().sum(axis=1) - 2
+        expected = [len(examples[int(label)].text_a.split()) for label in batch.numpy()]
+        np.testing.assert_array_equal(words, expected)
+
+    def padded_tokens(batches) -> int:
+        return sum(int(np.prod(features["input_mask"].shape)) for features, _ in batches)
+
+    assert padded_tokens(grouped) < 0.8 * padded_tokens(plain)  # what grouping is for
+
+
+def test_length_grouping_is_seeded_and_reshuffles_batches(tokenizer) -> None:
+    examples = varied(64)
+
+    def order(seed: int) -> list[int]:
+        return label_order(make_dataset(examples, tokenizer, batch_size=4, is_pair=False,
+                                        regression=False, shuffle=True, seed=seed,
+                                        length_window=4))
+
+    assert order(1) == order(1) and order(1) != order(2)
+    lengths = [len(examples[label].text_a.split()) for label in order(1)]
+    assert lengths != sorted(lengths)  # batches shuffled, not one sorted sweep
+    with pytest.raises(PowerBertError, match="length_window must be >= 0, got -1"):
+        make_dataset(examples, tokenizer, batch_size=4, is_pair=False, regression=False,
+                     length_window=-1)

@@ -4,7 +4,10 @@ Strings are batched first and the in-graph tokenizer (`BertTokenizer` or
 `SentencePieceTokenizer`) runs on each batch inside the tf.data graph, so tokenization
 overlaps training and needs no Python per example. Optionally each batch is then trimmed
 to its longest sequence (dynamic padding): padded positions are inert in every phase
-(they score 0 and are masked), so this saves time and changes no output.
+(they score 0 and are masked), so this saves time and changes no output. Optionally the
+shuffled rows are grouped by length first (windows of several batches sorted by length,
+the batches then shuffled), so that a batch's rows are of similar length and trimming cuts
+more; this changes which rows share a batch, not which rows an epoch sees.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ Tokenizer = Callable[[tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]
 def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_size: int,
                  is_pair: bool, regression: bool, shuffle: bool = False,
                  seed: int | None = None, drop_remainder: bool = False,
-                 trim_to_multiple: int | None = None) -> tf.data.Dataset:
+                 trim_to_multiple: int | None = None,
+                 length_window: int = 0) -> tf.data.Dataset:
     """Batches of `(features, labels)`, or of `features` alone when no example is labelled.
 
     Args:
@@ -41,6 +45,10 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
         trim_to_multiple: None pads every batch to the tokenizer's length N; an integer m
             trims each batch to its longest sequence rounded up to a multiple of m (at
             most N), so a tf.function sees at most N / m shapes.
+        length_window: 0, or group by length: the (shuffled) rows are taken
+            `length_window * batch_size` at a time, sorted by real length and cut into
+            batches, and the batches are shuffled in a buffer of `length_window` (seeded);
+            each row still comes once an epoch, and the number of batches is unchanged.
 
     Returns:
         A dataset of `({"input_word_ids", "input_mask", "input_type_ids"}, labels)`: int32
@@ -63,20 +71,38 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
         dtype = tf.float32 if regression else tf.int32
         columns["label"] = tf.constant([example.label for example in examples], dtype)
 
+    if length_window < 0:
+        raise PowerBertError(f"length_window must be >= 0, got {length_window}")
+
     dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         dataset = dataset.shuffle(max(len(examples), 1), seed=seed,
                                   reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
-    def encode(batch: dict[str, tf.Tensor]):
+    def encode(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         features = tokenizer(batch["text_a"], batch.get("text_b"))
-        if trim_to_multiple is not None:
-            features = trim_padding(features, trim_to_multiple)
-        return (features, batch["label"]) if "label" in batch else features
+        return {**features, "label": batch["label"]} if "label" in batch else features
 
-    return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=True).prefetch(tf.data.AUTOTUNE)
+    def by_length(rows: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        order = tf.argsort(tf.reduce_sum(rows["input_mask"], axis=1), stable=True)
+        return {name: tf.gather(value, order) for name, value in rows.items()}
+
+    def finish(rows: dict[str, tf.Tensor]):
+        label = rows.pop("label", None)
+        if trim_to_multiple is not None:
+            rows = trim_padding(rows, trim_to_multiple)
+        return rows if label is None else (rows, label)
+
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
+    if length_window:
+        dataset = (dataset.batch(batch_size * length_window).map(encode, **parallel)
+                   .map(by_length, **parallel).unbatch()
+                   .batch(batch_size, drop_remainder=drop_remainder).map(finish, **parallel)
+                   .shuffle(length_window, seed=seed, reshuffle_each_iteration=True))
+    else:
+        dataset = (dataset.batch(batch_size, drop_remainder=drop_remainder)
+                   .map(encode, **parallel).map(finish, **parallel))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def tokenize(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool,

@@ -80,6 +80,7 @@ class RunConfig:
     jit_compile: bool = False
     timing_repeats: int = 5
     dynamic_padding: bool = True
+    length_grouping: int = 0  # training batches grouped by length in windows of this many
     export_dir: str | None = None  # None: <output_dir>/export
     export_version: int | None = None  # None: 1 + the largest existing version
     export_format: str = "saved_model"  # or "onnx"
@@ -95,6 +96,9 @@ class RunConfig:
         if self.selection not in SELECTIONS:
             raise PowerBertError(f"--selection={self.selection!r} is not one of "
                                  f"{', '.join(SELECTIONS)}")
+        if self.length_grouping < 0:
+            raise PowerBertError(f"--length_grouping={self.length_grouping} must be >= 0 "
+                                 "(0: off)")
         if self.distribution not in DISTRIBUTIONS:
             raise PowerBertError(f"--distribution={self.distribution!r} is not one of "
                                  f"{', '.join(DISTRIBUTIONS)}")

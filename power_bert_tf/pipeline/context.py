@@ -78,7 +78,8 @@ class Context:
         """Batches of `split`; padded to --max_seq_length when `full_length`, without
         --dynamic_padding, or with --include_padded_queries (whose scores count the
         attention padded rows pay, so padding to N is part of the reference's method),
-        else to each batch's longest sequence."""
+        else to each batch's longest sequence; training batches grouped by length with
+        --length_grouping."""
         config = self.config
         trim = (None if full_length or not config.dynamic_padding
                 or config.include_padded_queries else PADDING_MULTIPLE)
@@ -86,7 +87,8 @@ class Context:
             self.examples(split), self.tokenizer,
             batch_size=config.batch_size if training else config.eval_batch_size,
             is_pair=self.task.is_pair, regression=self.task.labels is None,
-            shuffle=training, seed=config.seed + epoch, trim_to_multiple=trim)
+            shuffle=training, seed=config.seed + epoch, trim_to_multiple=trim,
+            length_window=config.length_grouping if training and trim else 0)
 
     def load_phase_model(self, phase: str) -> keras.Model:
         """`phase`'s model, checked to be of --model's shape and the task's outputs."""
