@@ -48,3 +48,22 @@ def test_reference_scoring_pads_every_batch_to_n(tmp_path):
             widths = {int(features["input_word_ids"].shape[1])
                       for features, _ in ctx.dataset(split, training=training)}
             assert widths == {width}, (include, split, widths)
+
+
+def test_length_grouping_applies_to_training_batches_only(tmp_path):
+    model = write_tiny_model(tmp_path / "model")
+    train, dev = write_tiny_task(tmp_path / "data", train=48, dev=16)
+
+    def batches(grouping: int, split: str, training: bool) -> list[tuple[int, ...]]:
+        ctx = phases.make_context(tiny_run_config(model, train, dev, tmp_path / "out",
+                                                  max_seq_length=32, batch_size=4,
+                                                  length_grouping=grouping))
+        return [tuple(features["input_mask"].numpy().sum(axis=1))
+                for features, _ in ctx.dataset(split, training=training)]
+
+    plain, grouped = batches(0, "train", True), batches(6, "train", True)
+    assert len(grouped) == len(plain) == 12 and grouped != plain
+    assert sorted(n for b in grouped for n in b) == sorted(n for b in plain for n in b)
+    spread = [max(b) - min(b) for b in grouped]
+    assert np.mean(spread) < np.mean([max(b) - min(b) for b in plain])  # like lengths
+    assert batches(6, "dev", False) == batches(0, "dev", False)

@@ -113,6 +113,8 @@ def test_search_before_finetune(tiny, tmp_path):
 def test_bad_flag_value(tiny):
     result = run_glue(*custom_flags(tiny, phase="finetune", batch_size=0))
     assert_user_error(result, "--batch_size must be >= 1, got 0")
+    result = run_glue(*custom_flags(tiny, phase="finetune", length_grouping=-2))
+    assert_user_error(result, "--length_grouping=-2 must be >= 0 (0: off)")
 
 
 @pytest.mark.slow
