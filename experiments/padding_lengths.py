@@ -14,6 +14,7 @@ length). Prints a table; writes JSON under experiments/results/ (never overwritt
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.runner import git_commit  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.pipeline import PADDING_MULTIPLE, make_dataset  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
@@ -89,6 +92,7 @@ def main(argv: list[str]) -> None:
     write_json_atomic(output, {"command": "python experiments/padding_lengths.py --tasks="
                                + ",".join(FLAGS.tasks) + f" --seed={FLAGS.seed}"
                                f" --length_window={FLAGS.length_window}",
+                               "git_commit": git_commit(),
                                "wall_seconds": round(time.perf_counter() - started, 1),
                                "rows": rows})
     print(f"wrote {output}")
