@@ -16,7 +16,9 @@ For each task with data, in stages (each stage over every task before the next):
   budget   the same-budget control: the baseline fine-tuned for as many more epochs as
            search and retrain add, every seed;
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
-           targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py).
+           targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py), every
+           seed, one run per seed and point; then ablation_<task>.{json,png}, mean +- std
+           over seeds (experiments/ablation_figure.py).
 The plans and the runs are in experiments/table2_runs.py. Every finished run writes
 one JSON (command, git commit, wall time) under <results_dir>/table2/<task>/ and is
 skipped when the study is run again; a killed run resumes from its last completed
@@ -38,7 +40,7 @@ from absl import app, flags
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from experiments import runner, target_search_figure  # noqa: E402
+from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
 from experiments.results_table import load, summarize, table2  # noqa: E402
 from experiments.table2_runs import (ABLATION_TASKS, AIM, FIRST_AIMS, SMALL, Study,  # noqa: E402
                                      ablation, finetune, power, target_search)
@@ -92,7 +94,9 @@ def run_stage(study: Study, stage: str, task: str) -> None:
                      plan.finetune_epochs + plan.search_epochs + plan.retrain_epochs,
                      f"same_budget_seed{seed}", "same_budget")
     elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
-        ablation(study, task, start, plan.seeds[0])
+        for seed in plan.seeds:
+            ablation(study, task, start, seed)
+        ablation_figure.write_summary(study.results_dir, task)
 
 
 def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:

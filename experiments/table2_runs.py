@@ -68,9 +68,25 @@ QUICK_PLAN = TaskPlan((1e-4,), 1, (1,), (
 # Aimed x1.05 above the paper's, CoLA, MRPC, STS-B measured 0.83-0.95 of it: x1.10 since.
 AIM, FIRST_AIMS = 1.10, {"CoLA": 1.05, "MRPC": 1.05, "STS-B": 1.05}
 DEFAULT_TARGET = 2.0  # tasks the paper's Table 2 does not have (WNLI, custom)
+# The ablation: one tradeoff.py run (one JSON) per seed and target (Attn-WS, Head-WS and
+# Rand-WS from one search), and per seed and kept-layer count, so that each fits a session.
 ABLATION_TASKS = ("SST-2", "RTE")
-ABLATION = ("--targets=2,3,4,6", "--selections=head,random", "--keep_layers=2,4")
-QUICK_ABLATION = ("--targets=2", "--selections=head", "--keep_layers=")
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationPlan:
+    targets: tuple[str, ...]
+    keep_layers: tuple[str, ...]
+    selections: str  # tradeoff.py --selections
+
+    def points(self) -> list[tuple[str, str, str]]:
+        """(name, --targets, --keep_layers) of each run."""
+        return ([(f"target{t}", t, "") for t in self.targets]
+                + [(f"keep{k}", "", k) for k in self.keep_layers])
+
+
+ABLATION = AblationPlan(("2", "3", "4", "6"), ("2", "4"), "head,random")
+QUICK_ABLATION = AblationPlan(("2",), (), "head")
 
 
 @dataclasses.dataclass
@@ -266,24 +282,28 @@ def write_target_search(study: Study, task: str, folder: Path, command: str) -> 
 
 
 def ablation(study: Study, task: str, start: Start, seed: int) -> None:
-    """Attn-WS, Head-WS, Rand-WS from the same search weights, and dropped layers."""
-    path = study.results(task) / f"tradeoff_{task}_seed{seed}.json"
-    if path.is_file():
-        return
-    plan = study.plan(task)
-    base = baseline(study, task, start, seed)
-    command = [sys.executable, "experiments/tradeoff.py", f"--task={task}",
-               f"--base_dir={base}", f"--output_dir={study.runs(task) / f'ablation_seed{seed}'}",
-               f"--results_dir={study.results(task)}", f"--tag=seed{seed}",
-               f"--learning_rate={start.learning_rate:g}", f"--seed={seed}",
-               f"--epochs={plan.retrain_epochs}", f"--search_epochs={plan.search_epochs}",
-               f"--model={study.model}",
-               *(QUICK_ABLATION if study.quick else ABLATION),
-               *[f for f in study.common(task) if f.split("=")[0] in (
-                   "--max_train_examples", "--max_eval_examples", "--max_seq_length",
-                   "--data_dir")]]
-    runner.run_logged(command, study.runs(task) / f"ablation_seed{seed}.log", f"{task} ablation")
-    if study.commit:
-        for file in (path, path.with_suffix(".png")):
-            runner.commit_file(file, f"Table 2 study: {task} ablation seed {seed}")
-
+    """Attn-WS, Head-WS, Rand-WS from the same search weights at each target, and the
+    first k layers: one run per point, its JSON tradeoff_<task>_seed<s>_<point>.json."""
+    plan, ablation_plan = study.plan(task), QUICK_ABLATION if study.quick else ABLATION
+    for name, targets, keep in ablation_plan.points():
+        tag = f"seed{seed}_{name}"
+        path = study.results(task) / f"tradeoff_{task}_{tag}.json"
+        if path.is_file():
+            continue
+        base = baseline(study, task, start, seed)
+        command = [sys.executable, "experiments/tradeoff.py", f"--task={task}",
+                   f"--base_dir={base}",
+                   f"--output_dir={study.runs(task) / f'ablation_seed{seed}'}",
+                   f"--results_dir={study.results(task)}", f"--tag={tag}",
+                   f"--learning_rate={start.learning_rate:g}", f"--seed={seed}",
+                   f"--epochs={plan.retrain_epochs}", f"--search_epochs={plan.search_epochs}",
+                   f"--model={study.model}", f"--targets={targets}", f"--keep_layers={keep}",
+                   f"--selections={ablation_plan.selections}",
+                   *[f for f in study.common(task) if f.split("=")[0] in (
+                       "--max_train_examples", "--max_eval_examples", "--max_seq_length",
+                       "--data_dir")]]
+        runner.run_logged(command, study.runs(task) / f"ablation_{tag}.log",
+                          f"{task} ablation {tag}")
+        if study.commit:
+            for file in (path, path.with_suffix(".png")):
+                runner.commit_file(file, f"Table 2 study: {task} ablation {tag}")

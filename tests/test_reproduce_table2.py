@@ -68,8 +68,13 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert budget["epochs"] == 1 + 1 + 1 and len(budget["history"]) == 3  # one a phase
     assert rows["SST-2"][10:12] == ["93.0 -> 92.1", "2.4x"]  # the paper's, beside
 
-    tradeoff = json.loads((runs / "tradeoff_SST-2_seed1.json").read_text())
+    tradeoff = json.loads((runs / "tradeoff_SST-2_seed1_target2.json").read_text())
     attention, head = tradeoff["points"]
+    assert "--targets=2" in tradeoff["command"] and "--tag=seed1_target2" in tradeoff["command"]
+    summary = json.loads((out / "ablation_SST-2.json").read_text())
+    assert [c["verdict"] for c in summary["comparisons"]] == [
+        "one seed: no spread to compare with"]
+    assert (out / "ablation_SST-2.png").stat().st_size > 1000
     assert [attention["kind"], head["kind"]] == ["PoWER-BERT (Attn-WS)", "Head-WS"]
     assert head["retention"] == attention["retention"]  # the same counts...
     head_dir = out / "SST-2/ablation_seed1/SST-2/target_2_head/SST-2"
@@ -245,3 +250,41 @@ def test_a_finished_baseline_without_its_model_is_trained_again(tmp_path, monkey
     assert len(calls) == 2  # both models on disk now
     table2_runs.finetune(study, "RTE", Start(1e-4), 1, 5, "finetune_lr0.0001_seed1", "grid")
     assert len(calls) == 2  # the grid stage needs no model
+
+
+def _ablation_run(folder: Path, seed: int, name: str, points: list[tuple]) -> None:
+    (folder / f"tradeoff_RTE_seed{seed}_{name}.json").write_text(json.dumps({"points": [
+        {"kind": kind, "label": label, "metric": "accuracy", "dev": dev,
+         "baseline_dev": 0.60 + seed / 100, "relative_time": time, "retention": [3, 2]}
+        for kind, label, dev, time in points]}))
+
+
+def test_ablation_summary_over_seeds(tmp_path):
+    """Mean +- std per method and point; Attn-WS vs Head-WS/Rand-WS paired by seed and
+    set against the seed spread."""
+    from experiments.ablation_figure import write_summary
+
+    folder = tmp_path / "table2" / "RTE"
+    folder.mkdir(parents=True)
+    assert write_summary(tmp_path, "RTE") is None
+    for seed, (ours, head, rand) in enumerate([(0.60, 0.52, 0.59), (0.62, 0.53, 0.63),
+                                               (0.61, 0.54, 0.60)], start=1):
+        _ablation_run(folder, seed, "target2", [("PoWER-BERT (Attn-WS)", "target=2x", ours, 0.5),
+                                                ("Head-WS", "target=2x", head, 0.5),
+                                                ("Rand-WS", "target=2x", rand, 0.52)])
+        _ablation_run(folder, seed, "keep2", [("drop top layers", "2 layers", 0.55, 0.36)])
+    (folder / "tradeoff_RTE_seed1.json").write_text("{}")  # not a per-point run: ignored
+    path = write_summary(tmp_path, "RTE")
+    summary = json.loads(path.read_text())
+    assert path.with_suffix(".png").stat().st_size > 1000
+    rows = {(row["kind"], row["label"]): row for row in summary["rows"]}
+    assert rows["PoWER-BERT (Attn-WS)", "target=2x"]["seeds"] == [1, 2, 3]
+    assert rows["PoWER-BERT (Attn-WS)", "target=2x"]["dev"] == pytest.approx([0.61, 0.01])
+    assert rows["drop top layers", "2 layers"]["relative_time"] == pytest.approx([0.36, 0.0])
+    assert summary["baseline_dev"] == pytest.approx([0.62, 0.01])
+    verdicts = {c["versus"]: (c["difference"][0], c["verdict"])
+                for c in summary["comparisons"]}
+    assert verdicts["Head-WS"][0] == pytest.approx(0.08)
+    assert verdicts["Head-WS"][1] == "exceeds the seed spread"
+    assert verdicts["Rand-WS"][0] == pytest.approx(0.0033, abs=1e-3)
+    assert verdicts["Rand-WS"][1] == "within the seed spread"
