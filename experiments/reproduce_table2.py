@@ -15,6 +15,8 @@ For each task with data, in stages (each stage over every task before the next):
   seeds    the same baseline + PoWER-BERT for the other seeds;
   budget   the same-budget control: the baseline fine-tuned for as many more epochs as
            search and retrain add, every seed;
+  grouping (CoLA, STS-B) every seed's baseline fine-tuned again with --length_grouping=50,
+           against the seed spread of the plain baselines, before the study adopts it;
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
            targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py), every
            seed, one run per seed and point; then ablation_<task>.{json,png}, mean +- std
@@ -41,16 +43,18 @@ from absl import app, flags
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
-from experiments.results_table import load, summarize, table2  # noqa: E402
-from experiments.table2_runs import (ABLATION_TASKS, AIM, FIRST_AIMS, SMALL, Study,  # noqa: E402
-                                     ablation, finetune, power, target_search)
+from experiments.results_table import (grouping, grouping_table, load,  # noqa: E402
+                                       summarize, table2)
+from experiments.table2_runs import (ABLATION_TASKS, AIM, FIRST_AIMS,  # noqa: E402
+                                     GROUPING_FLAG, GROUPING_TASKS, SMALL, Study, ablation,
+                                     baseline, finetune, power, target_search)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 
 TASKS = ("CoLA", "RTE", "QQP", "MRPC", "SST-2", "MNLI-m", "MNLI-mm", "QNLI", "STS-B")
-STAGES = ("grid", "search", "power", "seeds", "budget", "ablation")
+STAGES = ("grid", "search", "power", "seeds", "budget", "grouping", "ablation")
 ANALYSES = ("diffusion", "scoring", "elimination", "retention")
 
 flags.DEFINE_list("tasks", list(TASKS), "Tasks to study, in order; those without data are "
@@ -93,6 +97,11 @@ def run_stage(study: Study, stage: str, task: str) -> None:
             finetune(study, task, start, seed,
                      plan.finetune_epochs + plan.search_epochs + plan.retrain_epochs,
                      f"same_budget_seed{seed}", "same_budget")
+    elif stage == "grouping" and (task in GROUPING_TASKS or study.quick):
+        for seed in plan.seeds:
+            baseline(study, task, start, seed)
+            finetune(study, task, start, seed, plan.finetune_epochs, f"grouped_seed{seed}",
+                     "grouped", extra=(GROUPING_FLAG,))
     elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
         for seed in plan.seeds:
             ablation(study, task, start, seed)
@@ -114,8 +123,13 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
             missing[task] = ("in progress; grid " + ", ".join(grid)) if grid else "not finished"
         else:
             summaries.append(summary)
+    starts = {task: study.chosen(task) for task in tasks if missing.get(task) != "no data here"}
+    grouped = [row for task, start in starts.items() if start is not None
+               for row in [grouping(task, load(study.results(task)), start,
+                                    study.plan(task).seeds, GROUPING_FLAG)] if row]
     (study.results_dir / "table2_summary.json").write_text(json.dumps(
-        {"summaries": summaries, "missing": missing, "command": " ".join(["python", *sys.argv]),
+        {"summaries": summaries, "missing": missing, "length_grouping": grouped,
+         "command": " ".join(["python", *sys.argv]),
          "git_commit": runner.git_commit(), "wall_seconds": round(time.time() - started, 1)},
         indent=2) + "\n")
     header = ("# Table 2 on the embedded MiniLM (GLUE dev sets, 2-core CPU)\n\n"
@@ -137,6 +151,13 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
     elif subsets:
         header += "; ".join(subsets) + ".\n\n"
     markdown = header + table2(summaries, missing)
+    if grouped:
+        markdown += (f"\n## Length grouping ({GROUPING_FLAG}) against the seed spread\n\n"
+                     "Each seed's baseline fine-tuned again with training batches grouped by "
+                     "length (same data, epochs and steps); the change is paired by seed and "
+                     "exceeds the seed spread when larger than either column's std. Epoch "
+                     "time: wall seconds per epoch, dev pass included, under whatever ran "
+                     "beside.\n\n" + grouping_table(grouped))
     (study.results_dir / "table2.md").write_text(markdown)
     return markdown
 

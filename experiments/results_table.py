@@ -143,3 +143,42 @@ def table2(summaries: list[dict], missing: dict[str, str]) -> str:
     for task, reason in sorted(missing.items()):
         lines.append(f"| {task} | {reason} | | | | | | | | | | {_paper(task)} | |")
     return "\n".join(lines) + "\n"
+
+
+def grouping(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...],
+             flag: str) -> dict | None:
+    """Plain baselines against the same fine-tunes with `flag` (--length_grouping), over
+    the seeds that have both: mean +- std of each, the paired change, the ratio of mean
+    epoch seconds, and whether the change exceeds the seed spread; None without a pair."""
+    pairs = [(runs[start.name(s)], runs[f"grouped_seed{s}"]) for s in seeds
+             if start.name(s) in runs and f"grouped_seed{s}" in runs]
+    if not pairs:
+        return None
+    plain, grouped = ([run["best_dev"] for run in side] for side in zip(*pairs))
+    change = mean_std([b - a for a, b in zip(plain, grouped)])
+    spread = max(mean_std(plain)[1], mean_std(grouped)[1])
+
+    def epoch_seconds(run: dict) -> float:
+        return sum(h["seconds"] for h in run["history"]) / len(run["history"])
+
+    verdict = ("one seed: no spread to compare with" if len(pairs) < 2 else
+               "exceeds the seed spread" if abs(change[0]) > spread else
+               "within the seed spread")
+    return {"task": task, "flag": flag, "metric": pairs[0][0]["metric"],
+            "seeds": [run["seed"] for run, _ in pairs], "plain": mean_std(plain),
+            "grouped": mean_std(grouped), "change": change, "seed_spread": spread,
+            "epoch_time_ratio": mean_std([epoch_seconds(a) / epoch_seconds(b)
+                                          for a, b in pairs]),
+            "verdict": verdict}
+
+
+def grouping_table(rows: list[dict]) -> str:
+    """Markdown of `grouping` rows."""
+    lines = ["| task | metric | seeds | BERT | BERT, length-grouped | change | epoch time, "
+             "plain / grouped | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["epoch_time_ratio"]
+        lines.append(f"| {r['task']} | {r['metric']} | {len(r['seeds'])} | {_pm(r['plain'])} "
+                     f"| {_pm(r['grouped'])} | {_pm(r['change'], sign=True)} "
+                     f"| {ratio[0]:.2f}x ± {ratio[1]:.2f} | {r['verdict']} |")
+    return "\n".join(lines) + "\n"

@@ -68,6 +68,9 @@ QUICK_PLAN = TaskPlan((1e-4,), 1, (1,), (
 # Aimed x1.05 above the paper's, CoLA, MRPC, STS-B measured 0.83-0.95 of it: x1.10 since.
 AIM, FIRST_AIMS = 1.10, {"CoLA": 1.05, "MRPC": 1.05, "STS-B": 1.05}
 DEFAULT_TARGET = 2.0  # tasks the paper's Table 2 does not have (WNLI, custom)
+# --length_grouping (data.pipeline) is validated before the study adopts it: the
+# baseline of every seed fine-tuned again with it, on two short tasks.
+GROUPING_TASKS, GROUPING_FLAG = ("CoLA", "STS-B"), "--length_grouping=50"
 # The ablation: one tradeoff.py run (one JSON) per seed and target (Attn-WS, Head-WS and
 # Rand-WS from one search), and per seed and kept-layer count, so that each fits a session.
 ABLATION_TASKS = ("SST-2", "RTE")
@@ -153,16 +156,18 @@ def _read_run(folder: Path, task: str, phase: str) -> dict:
 
 
 def finetune(study: Study, task: str, start: Start, seed: int, epochs: int,
-             name: str, arm: str, need_model: bool = False) -> Path:
-    """One fine-tune (a grid point, a seed, or the same-budget control); with
-    `need_model`, a finished one whose model.keras is missing is trained again."""
+             name: str, arm: str, need_model: bool = False,
+             extra: tuple[str, ...] = ()) -> Path:
+    """One fine-tune (a grid point, a seed, the same-budget control, or with `extra`
+    run_glue.py flags); with `need_model`, a finished one whose model.keras is missing is
+    trained again."""
     folder, record = study.runs(task) / name, study.results(task) / f"{name}.json"
     model = folder / task / "finetune" / "model.keras"
     if record.is_file() and (not need_model or model.is_file()):
         return folder
     started, lr = time.time(), start.learning_rate
     flags_ = [f"--learning_rate={lr:g}", f"--finetune_epochs={epochs}", f"--seed={seed}",
-              *study.common(task)]
+              *study.common(task), *extra]
     if start.init_from:
         init = study.init_checkpoint(start.init_from)
         if init is None:

@@ -18,7 +18,9 @@ def _run(*flags, timeout=900):
 
 
 def _rows(table: Path) -> dict[str, list[str]]:
-    rows = [line.split("|")[1:-1] for line in table.read_text().splitlines()
+    """The rows of table2.md's first table (Table 2 itself)."""
+    main = table.read_text().split("\n## ")[0]
+    rows = [line.split("|")[1:-1] for line in main.splitlines()
             if line.startswith("| ") and not line.startswith("| task")]
     return {cells[0].strip(): [cell.strip() for cell in cells[1:]] for cells in rows}
 
@@ -64,6 +66,9 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert target["retention"] == power["retention"]
     assert [c.split("--phase=")[1].split()[0] for c in power["commands"]] == [
         "search", "retrain", "evaluate"]
+    grouped = json.loads((runs / "grouped_seed1.json").read_text())
+    assert grouped["arm"] == "grouped" and "--length_grouping=50" in grouped["command"]
+    assert "## Length grouping (--length_grouping=50)" in (out / "table2.md").read_text()
     budget = json.loads((runs / "same_budget_seed1.json").read_text())
     assert budget["epochs"] == 1 + 1 + 1 and len(budget["history"]) == 3  # one a phase
     assert rows["SST-2"][10:12] == ["93.0 -> 92.1", "2.4x"]  # the paper's, beside
@@ -288,3 +293,29 @@ def test_ablation_summary_over_seeds(tmp_path):
     assert verdicts["Head-WS"][1] == "exceeds the seed spread"
     assert verdicts["Rand-WS"][0] == pytest.approx(0.0033, abs=1e-3)
     assert verdicts["Rand-WS"][1] == "within the seed spread"
+
+
+def test_length_grouping_against_the_seed_spread():
+    from experiments.results_table import Start, grouping, grouping_table
+
+    start = Start(5e-5)
+
+    def run(seed: int, dev: float, seconds: float) -> dict:
+        return {"seed": seed, "metric": "matthews", "best_dev": dev,
+                "history": [{"seconds": seconds}, {"seconds": seconds + 2}]}
+
+    runs = {start.name(1): run(1, 0.35, 100), "grouped_seed1": run(1, 0.36, 50)}
+    assert grouping("CoLA", {}, start, (1, 2, 3), "--length_grouping=50") is None
+    one = grouping("CoLA", runs, start, (1, 2, 3), "--length_grouping=50")
+    assert one["verdict"] == "one seed: no spread to compare with" and one["seeds"] == [1]
+    assert one["epoch_time_ratio"] == pytest.approx((101 / 51, 0.0))
+    runs.update({start.name(2): run(2, 0.33, 100), "grouped_seed2": run(2, 0.335, 50),
+                 start.name(3): run(3, 0.37, 100)})  # seed 3 not grouped yet: left out
+    two = grouping("CoLA", runs, start, (1, 2, 3), "--length_grouping=50")
+    assert two["seeds"] == [1, 2] and two["change"][0] == pytest.approx(0.0075)
+    assert two["verdict"] == "within the seed spread"  # 0.75 points < std 1.8
+    runs["grouped_seed1"]["best_dev"], runs["grouped_seed2"]["best_dev"] = 0.25, 0.24
+    assert grouping("CoLA", runs, start, (1, 2),
+                    "--length_grouping=50")["verdict"] == "exceeds the seed spread"
+    assert "| CoLA | matthews | 2 | 34.0 ± 1.4 | 34.8 ± 1.8 | +0.8 ± 0.4 | 1.98x" in (
+        grouping_table([two]))
