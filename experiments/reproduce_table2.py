@@ -47,7 +47,7 @@ from experiments.results_table import (grouping, grouping_table, load,  # noqa: 
                                        summarize, table2)
 from experiments.table2_runs import (ABLATION_TASKS, AIM, FIRST_AIMS,  # noqa: E402
                                      GROUPING_FLAG, GROUPING_TASKS, SMALL, Study, ablation,
-                                     baseline, finetune, power, target_search)
+                                     finetune, power, target_search)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -98,8 +98,9 @@ def run_stage(study: Study, stage: str, task: str) -> None:
                      plan.finetune_epochs + plan.search_epochs + plan.retrain_epochs,
                      f"same_budget_seed{seed}", "same_budget")
     elif stage == "grouping" and (task in GROUPING_TASKS or study.quick):
-        for seed in plan.seeds:
-            baseline(study, task, start, seed)
+        for seed in plan.seeds:  # the plain baseline's JSON, not its model, is compared
+            finetune(study, task, start, seed, plan.finetune_epochs, start.name(seed),
+                     "baseline")
             finetune(study, task, start, seed, plan.finetune_epochs, f"grouped_seed{seed}",
                      "grouped", extra=(GROUPING_FLAG,))
     elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
