@@ -165,7 +165,7 @@ def finetune(study: Study, task: str, start: Start, seed: int, epochs: int,
     model = folder / task / "finetune" / "model.keras"
     if record.is_file() and (not need_model or model.is_file()):
         return folder
-    started, lr = time.time(), start.learning_rate
+    lr = start.learning_rate
     flags_ = [f"--learning_rate={lr:g}", f"--finetune_epochs={epochs}", f"--seed={seed}",
               *study.common(task), *extra]
     if start.init_from:
@@ -179,6 +179,7 @@ def finetune(study: Study, task: str, start: Start, seed: int, epochs: int,
     if record.is_file():
         _regenerate(study, task, folder, name, flags_)
         return folder
+    started = time.time()  # the warm start's source, trained again, not counted
     runner.run_glue(folder, task, "finetune", flags_, folder / "log.txt")
     run = _read_run(folder, task, "finetune")
     metric = next(iter(run["dev"]))
