@@ -43,11 +43,11 @@ from absl import app, flags
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
-from experiments.results_table import (grouping, grouping_table, load,  # noqa: E402
-                                       summarize, table2)
+from experiments.results_table import (choose_start, grouping, grouping_table,  # noqa: E402
+                                       load, summarize, table2)
 from experiments.table2_runs import (ABLATION_TASKS, AIM, FIRST_AIMS,  # noqa: E402
                                      GROUPING_FLAG, GROUPING_TASKS, SMALL, Study, ablation,
-                                     finetune, power, target_search)
+                                     baseline, finetune, power, target_search)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -99,8 +99,7 @@ def run_stage(study: Study, stage: str, task: str) -> None:
                      f"same_budget_seed{seed}", "same_budget")
     elif stage == "grouping" and (task in GROUPING_TASKS or study.quick):
         for seed in plan.seeds:  # the plain baseline's JSON, not its model, is compared
-            finetune(study, task, start, seed, plan.finetune_epochs, start.name(seed),
-                     "baseline")
+            baseline(study, task, start, seed, need_model=False)
             finetune(study, task, start, seed, plan.finetune_epochs, f"grouped_seed{seed}",
                      "grouped", extra=(GROUPING_FLAG,))
     elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
@@ -111,10 +110,8 @@ def run_stage(study: Study, stage: str, task: str) -> None:
 
 def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
     started, summaries = time.time(), []
-    for task in tasks:
-        if task in missing:
-            continue
-        runs = load(study.results(task))
+    with_data = {task: load(study.results(task)) for task in tasks if task not in missing}
+    for task, runs in with_data.items():
         summary = summarize(task, runs, study.plan(task).seeds)
         if summary is None:
             grid = [f"{run['learning_rate']:g}"
@@ -124,10 +121,11 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
             missing[task] = ("in progress; grid " + ", ".join(grid)) if grid else "not finished"
         else:
             summaries.append(summary)
-    starts = {task: study.chosen(task) for task in tasks if missing.get(task) != "no data here"}
+    starts = {task: choose_start(runs, study.plan(task).starts, study.plan(task).seeds[0])
+              for task, runs in with_data.items()}
     grouped = [row for task, start in starts.items() if start is not None
-               for row in [grouping(task, load(study.results(task)), start,
-                                    study.plan(task).seeds, GROUPING_FLAG)] if row]
+               for row in [grouping(task, with_data[task], start, study.plan(task).seeds,
+                                    GROUPING_FLAG)] if row]
     (study.results_dir / "table2_summary.json").write_text(json.dumps(
         {"summaries": summaries, "missing": missing, "length_grouping": grouped,
          "command": " ".join(["python", *sys.argv]),
@@ -145,8 +143,8 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
               "more epochs as search and retrain add. The paper's columns: test set, "
               "BERT-base, K80 GPU, batch 128.\n\n")
     subsets = [f"{task} trains on a seeded subset of {flag.split('=')[1]} training examples "
-               "(the dev set whole)" for task in tasks if missing.get(task) != "no data here"
-               for flag in study.plan(task).flags if flag.startswith("--max_train_examples=")]
+               "(the dev set whole)" for task in with_data for flag in study.plan(task).flags
+               if flag.startswith("--max_train_examples=")]
     if study.quick:
         header += "**Quick smoke mode: 64 training examples per task; not results.**\n\n"
     elif subsets:

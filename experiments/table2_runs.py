@@ -121,12 +121,6 @@ class Study:
         plan = self.plan(task)
         return choose_start(load(self.results(task)), plan.starts, plan.seeds[0])
 
-    def init_checkpoint(self, task: str) -> Path | None:
-        """The fine-tuned model that starts baselines "from `task`"; None until chosen."""
-        start, seed = self.chosen(task), self.plan(task).seeds[0]
-        return None if start is None else (self.runs(task) / start.name(seed) / task
-                                           / "finetune" / "model.keras")
-
     def target(self, task: str) -> float:
         if self.quick:
             return 2.0
@@ -168,14 +162,15 @@ def finetune(study: Study, task: str, start: Start, seed: int, epochs: int,
     lr = start.learning_rate
     flags_ = [f"--learning_rate={lr:g}", f"--finetune_epochs={epochs}", f"--seed={seed}",
               *study.common(task), *extra]
-    if start.init_from:
-        init = study.init_checkpoint(start.init_from)
-        if init is None:
+    if start.init_from:  # the source task's chosen first-seed baseline, its model on disk
+        source = study.chosen(start.init_from)
+        if source is None:
             raise PowerBertError(f"{name} starts from {start.init_from}'s baseline: run "
                                  f"{start.init_from}'s grid first")
-        source = study.plan(start.init_from).seeds[0]
-        baseline(study, start.init_from, study.chosen(start.init_from), source)
-        flags_.append(f"--init_checkpoint={init}")
+        source_run = baseline(study, start.init_from, source,
+                              study.plan(start.init_from).seeds[0])
+        model_path = source_run / start.init_from / "finetune" / "model.keras"
+        flags_.append(f"--init_checkpoint={model_path}")
     if record.is_file():
         _regenerate(study, task, folder, name, flags_)
         return folder
@@ -208,11 +203,12 @@ def _regenerate(study: Study, task: str, folder: Path, name: str, flags_: list[s
     print(f"{task}: {name} trained again: best dev {again:.4f} ({note})", flush=True)
 
 
-def baseline(study: Study, task: str, start: Start, seed: int) -> Path:
-    """The seed's baseline, its model on disk: fine-tuned from `start`, for the plan's
-    epochs."""
+def baseline(study: Study, task: str, start: Start, seed: int,
+             need_model: bool = True) -> Path:
+    """The seed's baseline: fine-tuned from `start`, for the plan's epochs; its model on
+    disk unless not `need_model` (its JSON is enough)."""
     return finetune(study, task, start, seed, study.plan(task).finetune_epochs,
-                    start.name(seed), "baseline", need_model=True)
+                    start.name(seed), "baseline", need_model=need_model)
 
 
 def _power_run(study: Study, task: str, start: Start, seed: int) -> tuple[Path, list[str]]:

@@ -59,6 +59,8 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
         raise PowerBertError(f"batch size must be >= 1, got {batch_size}")
     if trim_to_multiple is not None and trim_to_multiple < 1:
         raise PowerBertError(f"trim_to_multiple must be >= 1, got {trim_to_multiple}")
+    if length_window < 0:
+        raise PowerBertError(f"length_window must be >= 0, got {length_window}")
     labelled = [example.label is not None for example in examples]
     if any(labelled) and not all(labelled):
         raise PowerBertError("examples mix labelled and unlabelled rows; label all or none")
@@ -70,9 +72,6 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
     if examples and all(labelled):
         dtype = tf.float32 if regression else tf.int32
         columns["label"] = tf.constant([example.label for example in examples], dtype)
-
-    if length_window < 0:
-        raise PowerBertError(f"length_window must be >= 0, got {length_window}")
 
     dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
@@ -101,7 +100,7 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
                    .shuffle(length_window, seed=seed, reshuffle_each_iteration=True))
     else:
         dataset = (dataset.batch(batch_size, drop_remainder=drop_remainder)
-                   .map(encode, **parallel).map(finish, **parallel))
+                   .map(lambda batch: finish(encode(batch)), **parallel))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
