@@ -123,6 +123,15 @@ def _paper(task: str) -> str:
     return "- | -" if paper is None else f"{paper[0]} -> {paper[1]} | {paper[4]}x"
 
 
+def first_aim_line(task: str, first: dict, target: float) -> str:
+    """One line on a re-aimed task's first run (`first`, a power_seed JSON)."""
+    return (f"{task}: searched to {first['target_speedup']:g}x (FLOP bound "
+            f"{first['flop_bound']:.2f}x), measured {first['speedup']:.3f}x, "
+            f"{first['speedup'] / first['flop_bound']:.2f} of the bound; "
+            f"{first['metric']} {100 * first['baseline_dev']:.1f} -> "
+            f"{100 * first['power_bert_dev']:.1f}. Every seed is now searched to {target:g}x.")
+
+
 def table2(summaries: list[dict], missing: dict[str, str]) -> str:
     """Markdown: mean +- std over seeds beside the paper's Table 2; `missing` maps tasks
     without results to the reason."""

@@ -257,6 +257,35 @@ def test_a_finished_baseline_without_its_model_is_trained_again(tmp_path, monkey
     assert len(calls) == 2  # the grid stage needs no model
 
 
+def test_a_task_measured_under_the_paper_is_re_aimed(tmp_path, monkeypatch):
+    """A first run that measured under the paper's speed-up (first_aim/) sets every seed's
+    target from its measured / FLOP-bound ratio; a search to another target is refused."""
+    from experiments import runner, table2_runs
+    from experiments.results_table import Start
+    from power_bert_tf.errors import PowerBertError
+
+    study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
+    assert study.target("STS-B") == 2.2 and study.first_aim("STS-B") is None  # x AIM
+    first = study.results("STS-B") / table2_runs.FIRST_AIM_RECORD
+    first.parent.mkdir(parents=True)
+    first.write_text(json.dumps(_power(1, 0.85, 0.846, 1.9)))  # 1.9x of a 2.12x bound
+    assert study.target("STS-B") == round(2.0 * 2.12 / 1.9 * table2_runs.MARGIN, 3)
+
+    def run_glue(folder, task, phase, flags, log, resume=True):
+        raise AssertionError("nothing should run")
+
+    monkeypatch.setattr(runner, "run_glue", run_glue)
+    baseline = study.runs("STS-B") / "finetune_lr5e-05_seed1" / "STS-B" / "finetune"
+    baseline.mkdir(parents=True)
+    (baseline / "model.keras").write_bytes(b"model")
+    (study.results("STS-B") / "finetune_lr5e-05_seed1.json").write_text("{}")
+    searched = study.runs("STS-B") / "power_seed1" / "STS-B" / "search" / "run.json"
+    searched.parent.mkdir(parents=True)
+    searched.write_text(json.dumps({"target_speedup": 2.1}))
+    with pytest.raises(PowerBertError, match="searched to another target than 2.276x"):
+        table2_runs.power(study, "STS-B", Start(5e-5), 1)
+
+
 def _ablation_run(folder: Path, seed: int, name: str, points: list[tuple]) -> None:
     (folder / f"tradeoff_RTE_seed{seed}_{name}.json").write_text(json.dumps({"points": [
         {"kind": kind, "label": label, "metric": "accuracy", "dev": dev,
