@@ -109,9 +109,10 @@ flags.DEFINE_integer("export_version", None, "--phase=export: version number; de
                      "the largest existing one. An existing version is never overwritten.")
 flags.DEFINE_enum("format", "saved_model", ["saved_model", "onnx"], "--phase=export: a TF "
                   "Serving SavedModel, or ONNX (float32 and int8) for ONNX Runtime.")
-flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Inference precision of evaluate and "
-                  "export (SavedModel): bf16 computes the encoder in bfloat16; inputs and "
-                  "outputs stay int32 / float32.")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "auto"], "Inference precision of "
+                  "evaluate and export (SavedModel): bf16 computes the encoder in bfloat16 "
+                  "(inputs and outputs stay int32 / float32); auto is bf16 on a GPU / TPU or "
+                  "a CPU with AMX-BF16 or AVX512-BF16, fp32 elsewhere.")
 flags.DEFINE_string("train_file", None, "--task=custom: training file, .tsv, .csv (quoted "
                     "fields may hold commas and newlines) or .jsonl (one JSON object a line).")
 flags.DEFINE_string("dev_file", None, "--task=custom: dev file (.tsv, .csv or .jsonl).")

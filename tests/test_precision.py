@@ -6,7 +6,9 @@ from conftest import random_inputs
 from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.serving.inference import BucketedPredictor
-from power_bert_tf.serving.precision import cpu_features, default_jit_compile, with_precision
+from power_bert_tf.serving import precision as precision_module
+from power_bert_tf.serving.precision import (cpu_features, default_jit_compile, resolve_precision,
+                                             with_precision)
 from serving_models import N, tiny_classifier
 from tiny_task import VOCAB
 
@@ -40,7 +42,10 @@ def test_bf16_copy_computes_in_bfloat16_and_returns_float32(model, inputs):
     assert (logits.argmax(1) == expected.argmax(1)).mean() >= 0.9
     kept = model.encoder(inputs, training=False)["kept_positions"][-1].numpy()
     kept_low = low.encoder(inputs, training=False)["kept_positions"][-1].numpy()
-    assert kept_low.shape == kept.shape and (kept_low == kept).mean() > 0.8
+    # Near-tied scores of the random tiny model may swap a kept position or two (how
+    # often depends on the CPU's bfloat16 path): the kept sets overlap, row by row.
+    overlap = np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(kept, kept_low)])
+    assert kept_low.shape == kept.shape and overlap > 0.8
     # The float32 model is left as it was.
     assert all(v.dtype == "float32" for v in model.weights)
 
@@ -71,3 +76,19 @@ def test_cpu_features_from_cpuinfo(tmp_path):
         "bf16_matmul": True, "int8_matmul": True}
     assert cpu_features(tmp_path / "missing") == {"flags": [], "bf16_matmul": False,
                                                   "int8_matmul": False}
+
+
+@pytest.mark.parametrize("accelerator, bf16_unit, expected", [
+    (False, False, "fp32"), (False, True, "bf16"), (True, False, "bf16")])
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(model, monkeypatch,
+                                                               accelerator, bf16_unit,
+                                                               expected):
+    monkeypatch.setattr(precision_module, "is_accelerator", lambda: accelerator)
+    monkeypatch.setattr(precision_module, "cpu_features",
+                        lambda: {"flags": [], "bf16_matmul": bf16_unit, "int8_matmul": False})
+    assert resolve_precision("auto") == expected
+    assert resolve_precision("bf16") == "bf16" and resolve_precision("fp32") == "fp32"
+    assert BucketedPredictor(model, precision="auto").precision == expected
+    with pytest.raises(PowerBertError, match="is not one of fp32, bf16, auto"):
+        resolve_precision("fp16")
+    RunConfig(task="SST-2", phase="evaluate", output_dir="out", precision="auto")

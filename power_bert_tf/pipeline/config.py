@@ -9,6 +9,7 @@ from typing import Any
 from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.config import MODEL_TYPES, SELECTIONS
+from power_bert_tf.serving.precision import REQUESTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,7 @@ class RunConfig:
     export_dir: str | None = None  # None: <output_dir>/export
     export_version: int | None = None  # None: 1 + the largest existing version
     export_format: str = "saved_model"  # or "onnx"
-    precision: str = "fp32"  # inference precision of evaluate / export: fp32 or bf16
+    precision: str = "fp32"  # inference precision of evaluate / export: fp32, bf16 or auto
     custom: CustomTaskSpec | None = None
 
     def __post_init__(self) -> None:
@@ -111,8 +112,9 @@ class RunConfig:
         for name in ("learning_rate", "soft_extract_learning_rate"):
             if getattr(self, name) <= 0:
                 raise PowerBertError(f"--{name} must be > 0, got {getattr(self, name)}")
-        if self.precision not in ("fp32", "bf16"):
-            raise PowerBertError(f"--precision={self.precision!r} is not one of fp32, bf16")
+        if self.precision not in REQUESTS:
+            raise PowerBertError(f"--precision={self.precision!r} is not one of "
+                                 f"{', '.join(REQUESTS)}")
         if self.export_format not in ("saved_model", "onnx"):
             raise PowerBertError(f"--format={self.export_format!r} is not one of "
                                  f"saved_model, onnx")

@@ -9,7 +9,8 @@ import numpy as np
 
 from power_bert_tf.model.retention import RetentionConfig, flop_bound
 from power_bert_tf.pipeline.context import Context
-from power_bert_tf.serving.precision import default_jit_compile, with_precision
+from power_bert_tf.serving.precision import (default_jit_compile, resolve_precision,
+                                             with_precision)
 from power_bert_tf.serving.timing import Timing, compiled_pass, paired_speedup, time_interleaved
 from power_bert_tf.training.metrics import compute_metrics
 
@@ -30,9 +31,10 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
     baseline = ctx.load_phase_model("finetune")
     labels = np.array([example.label for example in ctx.examples("dev")])
     batches = [features for features, _ in ctx.dataset("dev", full_length=True)]
-    models = {name: with_precision(model, config.precision)
+    precision = resolve_precision(config.precision)
+    models = {name: with_precision(model, precision)
               for name, model in (("baseline", baseline), ("power_bert", power))}
-    jit_compile = default_jit_compile(config.precision)
+    jit_compile = default_jit_compile(precision)
     timings = time_models(models, batches, config.timing_repeats, jit_compile)
     results = {}
     for name, model in models.items():
@@ -54,7 +56,8 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
         "word_vector_bound": round(retention.word_vector_bound, 3),
         "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3),
         "dev_examples": len(labels), "eval_batch_size": config.eval_batch_size,
-        "model_type": power.encoder.model_type, "precision": config.precision,
+        "model_type": power.encoder.model_type, "precision": precision,
+        "requested_precision": config.precision,
         "jit_compile": jit_compile,
     }
     print(format_summary(ctx.task.name, summary))

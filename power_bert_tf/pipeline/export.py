@@ -47,7 +47,7 @@ def export(ctx: Context) -> dict:
 
 
 def _export_onnx(ctx: Context, model, export_dir: Path) -> dict:
-    if ctx.config.precision != "fp32":
+    if ctx.config.precision not in ("fp32", "auto"):
         raise PowerBertError("--format=onnx writes float32 and int8 models; drop "
                              f"--precision={ctx.config.precision}")
     pretrained = ctx.pretrained

@@ -145,8 +145,8 @@ def export_saved_model(model: BertClassifier, tokenizer: PackingTokenizer, expor
             --xla_cpu_compilation_enabled=true, or --xla_gpu_compilation_enabled=true);
             None: the measured fastest path for `precision` on this device (on CPU,
             XLA for fp32 and TF's graph executor for bf16).
-        precision: "fp32" or "bf16" (encoder in bfloat16; the signatures' inputs and
-            outputs keep their dtypes).
+        precision: "fp32", "bf16" (encoder in bfloat16; the signatures' inputs and
+            outputs keep their dtypes) or "auto" (`BucketedPredictor`).
 
     Returns:
         The version folder.
@@ -180,7 +180,7 @@ def export_saved_model(model: BertClassifier, tokenizer: PackingTokenizer, expor
         "outputs": ["score"] if labels is None else ["probabilities", "label"],
         "retention": model_retention, "max_seq_length": tokenizer.max_seq_length,
         "buckets": list(predictor.buckets), "jit_compile": predictor.jit_compile,
-        "precision": precision,
+        "precision": predictor.precision,
         "truncation": TRUNCATION_NOTE,
     }
     base.mkdir(parents=True, exist_ok=True)

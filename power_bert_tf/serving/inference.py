@@ -20,7 +20,8 @@ from numpy.typing import ArrayLike
 from power_bert_tf.data.tokenizer import INPUT_NAMES, PackingTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.serving.precision import default_jit_compile, with_precision
+from power_bert_tf.serving.precision import (default_jit_compile, resolve_precision,
+                                             with_precision)
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
 
@@ -82,12 +83,12 @@ class BucketedPredictor:
         tokenizer: for `predict_texts`.
         jit_compile: XLA-compile each bucket's program; None: the measured fastest path
             for `precision` on this device (`precision.default_jit_compile`).
-        precision: "fp32" or "bf16" (the encoder computes in bfloat16; the inputs and
-            the logits stay int32 and float32).
+        precision: "fp32", "bf16" (the encoder computes in bfloat16; the inputs and
+            the logits stay int32 and float32) or "auto" (`resolve_precision`).
 
     Attributes:
         buckets: the padded lengths.
-        precision, jit_compile: as used.
+        precision, jit_compile: as used ("fp32" or "bf16").
         trace_counts: bucket -> how often its program was traced (compiled): 1 after
             its first call, and it stays 1.
     """
@@ -101,6 +102,7 @@ class BucketedPredictor:
         if self.buckets[0] < 1 or self.buckets[-1] > encoder.max_sequence_length:
             raise PowerBertError(f"buckets {self.buckets} must lie in [1, "
                                  f"{encoder.max_sequence_length}] (the model's positions)")
+        precision = resolve_precision(precision)
         self.model = with_precision(any_length_copy(model), precision)
         self.precision = precision
         self.jit_compile = default_jit_compile(precision) if jit_compile is None else jit_compile

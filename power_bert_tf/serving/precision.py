@@ -21,6 +21,11 @@ precision) and the measured choice is `default_jit_compile`:
   slower there (BERT-base batch 1: 280 vs 109 ms plain, 179 vs 74 ms PoWER-BERT; MiniLM
   batch 32: 665 vs 384 ms, 331 vs 248 ms).
 - GPU / TPU: XLA for both (not measured here).
+
+bfloat16 pays only where the hardware multiplies in it: on a 2-core AMD EPYC with AVX2
+alone (bench_cpu2_20261202-001810.json) plain BERT-base at batch 32, N=256 took 27.1 s in
+bfloat16 against 16.0 s in float32. `resolve_precision("auto")` picks bfloat16 where a
+GPU / TPU or the CPU's AMX-BF16 / AVX512-BF16 is there, float32 elsewhere.
 """
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ import keras
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # what the encoder computes in
+REQUESTS = (*PRECISIONS, "auto")  # what a user may ask for (`resolve_precision`)
 KERAS_POLICIES = {"fp32": "float32", "bf16": "bfloat16"}
 CPU_FEATURES = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni",
                 "avx512f", "avx_vnni", "avx2")
@@ -67,6 +73,16 @@ def with_precision(model: BertClassifier, precision: str) -> BertClassifier:
     copy = BertClassifier(low, model.num_classes, model.dropout, name=model.name)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def resolve_precision(request: str) -> str:
+    """The precision a request computes in: "auto" is "bf16" on a GPU / TPU or a CPU with
+    a bfloat16 matrix unit (`cpu_features()["bf16_matmul"]`), "fp32" elsewhere."""
+    if request == "auto":
+        return "bf16" if is_accelerator() or cpu_features()["bf16_matmul"] else "fp32"
+    if request not in PRECISIONS:
+        raise PowerBertError(f"--precision={request!r} is not one of {', '.join(REQUESTS)}")
+    return request
 
 
 def is_accelerator() -> bool:
