@@ -97,6 +97,8 @@ def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict 
         verdict = "; ".join([
             "within 1 point" if change[0] >= -0.01 else
             f"loses {100 * -change[0]:.1f} points",
+            *([f"gains {100 * change[0]:.1f} points, which training longer may explain: "
+               "no same-budget control yet"] if change[0] > 0.01 and not budget else []),
             ("speed-up at or above the paper's" if paper and sorted(speedups)[len(speedups) // 2]
              >= paper else "speed-up below the paper's")])
     return {

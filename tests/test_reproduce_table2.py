@@ -133,6 +133,16 @@ def test_table_from_committed_results(tmp_path):
     assert sts[12] == "within 1 point; speed-up at or above the paper's"
 
 
+def test_a_gain_without_a_same_budget_control_is_said_so():
+    from experiments.results_table import summarize
+
+    runs = {"power_seed1": _power(1, 0.80, 0.82, 2.5)}
+    assert "gains 2.0 points, which training longer may explain" in summarize(
+        "SST-2", runs, (1,))["verdict"]
+    runs["same_budget_seed1"] = {"best_dev": 0.83}
+    assert "gains" not in summarize("SST-2", runs, (1,))["verdict"]
+
+
 def test_unknown_task_is_one_line_error(tmp_path):
     result = _run("--tasks=SST-3", f"--output_dir={tmp_path}")
     assert result.returncode == 1
