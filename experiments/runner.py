@@ -1,6 +1,6 @@
 """What every experiment script shares: running one run_glue.py phase (or another
 script) in a subprocess with its log, and writing result JSON files that record
-their command, git commit and wall time, never replacing other results silently."""
+their command, git commit, CPU and wall time, never replacing other results silently."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from power_bert_tf.bench.report import cpu_name
 from power_bert_tf.errors import PowerBertError
+from power_bert_tf.serving.precision import cpu_features
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,10 +61,12 @@ def run_glue(output_dir: Path, task: str, phase: str, flags: Sequence[str], log:
 
 def write_result(path: Path, result: dict, *, started: float, commands: Sequence[str],
                  overwrite: bool = False) -> None:
-    """Writes `result` with its commands, git commit and wall time, atomically; an
-    existing file with other content is an error unless `overwrite`."""
+    """Writes `result` with its commands, git commit, CPU (model name and the features
+    speed depends on) and wall time, atomically; an existing file is an error unless
+    `overwrite`."""
     record = {**result, "command": " && ".join(commands), "commands": list(commands),
               "git_commit": git_commit(),
+              "cpu": {"name": cpu_name(), "features": cpu_features()["flags"]},
               "wall_seconds": round(time.time() - started, 1)}
     if path.exists() and not overwrite:
         raise PowerBertError(f"{path} exists; pass --overwrite to replace it")

@@ -143,6 +143,21 @@ def test_a_gain_without_a_same_budget_control_is_said_so():
     assert "gains" not in summarize("SST-2", runs, (1,))["verdict"]
 
 
+def test_a_result_records_its_command_commit_and_cpu(tmp_path):
+    import time
+
+    from experiments import runner
+    from power_bert_tf.errors import PowerBertError
+
+    path = tmp_path / "run.json"
+    runner.write_result(path, {"arm": "grid"}, started=time.time() - 2, commands=["a", "b"])
+    record = json.loads(path.read_text())
+    assert record["command"] == "a && b" and record["wall_seconds"] >= 2
+    assert record["git_commit"] and set(record["cpu"]) == {"name", "features"}
+    with pytest.raises(PowerBertError, match="exists; pass --overwrite"):
+        runner.write_result(path, {"arm": "grid"}, started=time.time(), commands=["a"])
+
+
 def test_unknown_task_is_one_line_error(tmp_path):
     result = _run("--tasks=SST-3", f"--output_dir={tmp_path}")
     assert result.returncode == 1

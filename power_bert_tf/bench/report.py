@@ -64,16 +64,21 @@ def _version(package: str) -> str | None:
         return None
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else `platform.processor()`."""
+    cpuinfo = Path("/proc/cpuinfo")
+    match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text() if cpuinfo.is_file() else "",
+                      re.MULTILINE)
+    return match.group(1) if match else platform.processor()
+
+
 def machine_info(device: str) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    cpuinfo = Path("/proc/cpuinfo")
-    match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text() if cpuinfo.is_file() else "",
-                      re.MULTILINE)
     return {
         "device": device, "platform": platform.platform(), "machine": platform.machine(),
-        "cpu": match.group(1) if match else platform.processor(),
+        "cpu": cpu_name(),
         "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(), "usable_cpus": usable_cpus(),
         "gpus": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
