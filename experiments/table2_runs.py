@@ -254,11 +254,10 @@ def power(study: Study, task: str, start: Start, seed: int) -> None:
         return
     plan = study.plan(task)
     folder, flags_ = _power_run(study, task, start, seed)
-    searched = folder / task / "search" / "run.json"
-    if searched.is_file() and json.loads(searched.read_text())["target_speedup"] != \
-            study.target(task):
+    searched, target = folder / task / "search" / "run.json", study.target(task)
+    if searched.is_file() and json.loads(searched.read_text())["target_speedup"] != target:
         raise PowerBertError(f"{searched.parent} was searched to another target than "
-                             f"{study.target(task):g}x: remove {folder} to run it again")
+                             f"{target:g}x: remove {folder} to run it again")
     started, commands = time.time(), []
     for phase in ("search", "retrain", "evaluate"):
         runner.run_glue(folder, task, phase, flags_, folder / "log.txt")
@@ -267,7 +266,7 @@ def power(study: Study, task: str, start: Start, seed: int) -> None:
     metric = evaluate["metric"]
     result = {
         "arm": "power_bert", "seed": seed, "learning_rate": start.learning_rate,
-        "init_from": start.init_from, "metric": metric, "target_speedup": study.target(task),
+        "init_from": start.init_from, "metric": metric, "target_speedup": target,
         "majority_dev": majority_dev(task, study.data_dir),
         "baseline_dev": evaluate["baseline"]["dev"][metric],
         "power_bert_dev": evaluate["power_bert"]["dev"][metric],
