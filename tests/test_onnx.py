@@ -107,6 +107,30 @@ def test_int8_is_close_and_mostly_keeps_the_same_positions(exported, model):
         assert overlap > 0.8, (j, overlap)
 
 
+def test_a_fixed_batch_size_folds_the_shapes_and_runs_any_number_of_rows(exported, model):
+    import onnx
+
+    path = export_onnx(model, exported["root"] / "export", "sst2-b4",
+                       vocab_file=exported["root"] / "vocab" / "vocab.txt", lower_case=True,
+                       max_seq_length=N, labels=LABELS, task_name="SST-2", is_pair=False,
+                       int8=False, batch_size=4)
+    assert json.loads((path / "power_bert.json").read_text())["batch_size"] == 4
+    fixed, dynamic = (onnx.load(str(folder / MODEL_FILE)).graph
+                      for folder in (path, exported["path"]))
+    assert [dim.dim_value for dim in fixed.input[0].type.tensor_type.shape.dim] == [4, N]
+    assert not any(node.op_type == "Shape" for node in fixed.node)
+    assert len(fixed.node) < len(dynamic.node)
+    # 10 rows: chunks of 4, 4 and 2 (padded to 4, the padding rows dropped).
+    inputs = random_inputs(10, N, lengths=[32, 20, 5, 3, 32, 10, 2, 17, 31, 7], seed=3,
+                           vocabulary_size=len(VOCAB))
+    outputs = OnnxClassifier(path).run(inputs)
+    np.testing.assert_allclose(outputs["logits"], model(inputs, training=False).numpy(),
+                               atol=1e-5)
+    kept = model.encoder(inputs, training=False)["kept_positions"]
+    for j, positions in enumerate(kept, start=1):
+        np.testing.assert_array_equal(outputs[f"kept_positions_{j}"], positions.numpy())
+
+
 def test_python_tokenizer_matches_the_in_graph_one(pretrained):
     graph = pretrained.tokenizer(24)
     python = WordPieceTokenizer(pretrained.vocab_file, lower_case=pretrained.lower_case,

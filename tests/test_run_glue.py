@@ -115,6 +115,8 @@ def test_bad_flag_value(tiny):
     assert_user_error(result, "--batch_size must be >= 1, got 0")
     result = run_glue(*custom_flags(tiny, phase="finetune", length_grouping=-2))
     assert_user_error(result, "--length_grouping=-2 must be >= 0 (0: off)")
+    result = run_glue(*custom_flags(tiny, phase="export", onnx_batch_size=4))
+    assert_user_error(result, "--onnx_batch_size applies to --format=onnx only")
 
 
 @pytest.mark.slow

@@ -1,4 +1,7 @@
 """The export phase on a tiny retrained model: versioned folders and serving commands."""
+import json
+from pathlib import Path
+
 import pytest
 import tensorflow as tf
 
@@ -62,6 +65,10 @@ def test_onnx_export_phase(retrained, capsys):
     assert result == {"export": str(path), "version": 1, "format": "onnx"}
     assert (path / "model.onnx").is_file() and (path / "model_int8.onnx").is_file()
     assert "needs only onnxruntime and numpy" in capsys.readouterr().out
+    fixed = export(phases.make_context(make_config(retrained, export_format="onnx",
+                                                   onnx_batch_size=2)))
+    metadata = json.loads((Path(fixed["export"]) / "power_bert.json").read_text())
+    assert (fixed["version"], metadata["batch_size"]) == (2, 2)
     with pytest.raises(PowerBertError, match="--format=onnx writes float32 and int8 models"):
         export(phases.make_context(make_config(retrained, export_format="onnx",
                                                precision="bf16")))

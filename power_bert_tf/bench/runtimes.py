@@ -6,14 +6,20 @@ inputs run as
     tf-graph / tf-xla  fp32 or bf16   TensorFlow, tf.function without / with XLA
                                       (bf16: `serving.precision.with_precision`)
     ort                fp32 or int8   ONNX Runtime on the tf2onnx conversion
-                                      (`serving.onnx`), int8 by dynamic quantisation
+                                      (`serving.onnx`) at the case's batch size,
+                                      int8 by dynamic quantisation
 
 and every row's pass is timed in one `serving.timing.time_interleaved` call, so each
 ratio is the median of paired per-round ratios. A heavy case (plain forward pass over
 `heavy_gflops` GFLOP) runs only the measured default TF path of each precision
 (`default_jit_compile`); the others run both paths, which is the measurement the
 default is chosen by. ONNX Runtime rows need the `[onnx]` extra; without it they are
-skipped with a note.
+skipped with a note. Their graphs are converted at the case's fixed batch size, as a
+server of that batch size exports them (`serving.onnx.convert`), and their sessions do
+not spin-wait between runs (`session.intra_op.allow_spinning` 0): rows take turns on the
+same cores, and a session whose idle threads spin for the next run takes the cores from
+the row timed after it (on 2 cores, batch 1: plain int8 59 against 32 ms, PoWER-BERT
+int8 38 against 17 ms).
 
 Per case the result names the fastest plain row and the fastest PoWER-BERT row with
 the paired speed-up between them (`speedup_vs_fastest_plain`), and checks that
@@ -94,8 +100,8 @@ def _tf_pass(model, inputs, jit_compile: bool) -> tuple[Callable[[], np.ndarray]
     return (lambda: np.asarray(function(inputs), np.float32)), function
 
 
-def _onnx_files(model, name: str, sequence_length: int | None, workdir: Path,
-                cache: Path | None, key: str) -> tuple[Path, Path]:
+def _onnx_files(model, name: str, sequence_length: int | None, batch_size: int,
+                workdir: Path, cache: Path | None, key: str) -> tuple[Path, Path]:
     """(fp32, int8) ONNX files of `model`, converted into `workdir`, or read from `cache`
     (`<cache>/<key>-<name>{,_int8}.onnx`, written there after a conversion)."""
     from power_bert_tf.serving.onnx import convert_in_subprocess, quantize_int8
@@ -104,7 +110,8 @@ def _onnx_files(model, name: str, sequence_length: int | None, workdir: Path,
         cached = (cache / f"{key}-{name}.onnx", cache / f"{key}-{name}_int8.onnx")
         if all(path.is_file() for path in cached):
             return cached
-    fp32 = convert_in_subprocess(model, workdir / f"{name}.onnx", sequence_length, workdir)
+    fp32 = convert_in_subprocess(model, workdir / f"{name}.onnx", sequence_length, workdir,
+                                 batch_size)
     int8 = quantize_int8(fp32, workdir / f"{name}_int8.onnx")
     if cache is None:
         return fp32, int8
@@ -122,11 +129,15 @@ def _ort_passes(models: dict, inputs: dict, sequence_length: int, workdir: Path,
     import onnxruntime as ort
 
     feeds = {name: np.asarray(value, np.int32) for name, value in inputs.items()}
+    batch_size = len(feeds["input_word_ids"])
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     passes = {}
     for name, model in models.items():
-        files = _onnx_files(model, name, sequence_length, workdir, cache, key)
+        files = _onnx_files(model, name, sequence_length, batch_size, workdir, cache, key)
         for precision, path in zip(("fp32", "int8"), files):
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
             passes[name, precision] = (lambda s=session: s.run(["logits"], feeds)[0])
     return passes
 
@@ -145,6 +156,7 @@ def cache_key(runtime_case: RuntimeCase, seed: int) -> str:
         cases.build_pair, cases.build_classifier, onnx.convert, onnx.onnx_function,
         onnx._erfc_handler, onnx.quantize_int8)]
     text = repr((case.name, case.weights, case.config, case.retention, seed,
+                 runtime_case.batch_size,
                  importlib.metadata.version("tf2onnx"), sources))
     return f"{runtime_case.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 

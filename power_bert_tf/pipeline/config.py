@@ -85,6 +85,7 @@ class RunConfig:
     export_dir: str | None = None  # None: <output_dir>/export
     export_version: int | None = None  # None: 1 + the largest existing version
     export_format: str = "saved_model"  # or "onnx"
+    onnx_batch_size: int = 0  # --format=onnx: a fixed batch size of the graph; 0: any
     precision: str = "fp32"  # inference precision of evaluate / export: fp32, bf16 or auto
     custom: CustomTaskSpec | None = None
 
@@ -118,6 +119,11 @@ class RunConfig:
         if self.export_format not in ("saved_model", "onnx"):
             raise PowerBertError(f"--format={self.export_format!r} is not one of "
                                  f"saved_model, onnx")
+        if self.onnx_batch_size < 0:
+            raise PowerBertError(f"--onnx_batch_size={self.onnx_batch_size} must be >= 0 "
+                                 "(0: any batch size)")
+        if self.onnx_batch_size and self.export_format != "onnx":
+            raise PowerBertError("--onnx_batch_size applies to --format=onnx only")
         if self.init_checkpoint and self.phase not in ("finetune", "all"):
             raise PowerBertError(f"--init_checkpoint starts the fine-tune phase; it does "
                                  f"nothing with --phase={self.phase}")

@@ -56,7 +56,8 @@ def _export_onnx(ctx: Context, model, export_dir: Path) -> dict:
         vocab_file=pretrained.vocab_file, lower_case=pretrained.lower_case,
         max_seq_length=model.encoder.sequence_length or ctx.config.max_seq_length,
         labels=ctx.task.labels,
-        task_name=ctx.task.name, is_pair=ctx.task.is_pair).resolve()
+        task_name=ctx.task.name, is_pair=ctx.task.is_pair,
+        batch_size=ctx.config.onnx_batch_size or None).resolve()
     print(f"exported {ctx.task.name} (retention {','.join(map(str, model.encoder.retention))}) "
           f"to {path} (ONNX float32 and {INT8_FILE})\n"
           f"  run (needs only onnxruntime and numpy): sys.path.insert(0, \"{path}\"); "

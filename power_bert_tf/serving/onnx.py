@@ -56,10 +56,12 @@ def _erfc_handler(ctx, node, name, args) -> None:
                                   inputs=[one.output[0], node.output[0]])
 
 
-def onnx_function(model: BertClassifier, sequence_length: int | None) -> tf.function:
+def onnx_function(model: BertClassifier, sequence_length: int | None,
+                  batch_size: int | None = None) -> tf.function:
     """int32 (B, N) features -> {"logits": (B, C), "kept_positions_j": (B, l_j) per layer}.
 
-    N = `sequence_length`; None leaves the length dynamic (plain models)."""
+    N = `sequence_length`; None leaves the length dynamic (plain models). B =
+    `batch_size`; None leaves it dynamic."""
     encoder = model.encoder
     logits_layer, dropout_layer = model.get_layer("logits"), model.get_layer("classifier_dropout")
 
@@ -74,12 +76,21 @@ def onnx_function(model: BertClassifier, sequence_length: int | None) -> tf.func
         return result
 
     return tf.function(forward, input_signature=[
-        tf.TensorSpec((None, sequence_length), tf.int32, name=name) for name in INPUT_NAMES])
+        tf.TensorSpec((batch_size, sequence_length), tf.int32, name=name)
+        for name in INPUT_NAMES])
 
 
-def convert(model: BertClassifier, path: Path, sequence_length: int | None) -> Path:
+def convert(model: BertClassifier, path: Path, sequence_length: int | None,
+            batch_size: int | None = None) -> Path:
     """Writes `model` at input length N = `sequence_length` (None: any length, plain
-    models only) as one self-contained ONNX file at `path`.
+    models only) and batch size `batch_size` (None: any) as one self-contained ONNX file
+    at `path`.
+
+    A fixed batch size makes every shape static, so the shape arithmetic of each layer
+    (Shape, Gather, Concat, Reshape on the batch dimension) folds into constants: on
+    BERT-base at N=128 and batch 1, Hard-Extract's graph shrinks from 2,766 to 1,429
+    nodes (the plain model's from 1,165 to 853), which counts most at small batches,
+    where ONNX Runtime's cost per node weighs against the shrinking matrix multiplies.
 
     tf2onnx translates the frozen `tf.function` op by op (its "large model" mode keeps the
     weights out of the graph meanwhile), without its own graph optimisers: on BERT-base
@@ -100,7 +111,7 @@ def convert(model: BertClassifier, path: Path, sequence_length: int | None) -> P
                              "retrained (Hard-Extract) or the fine-tuned model")
     if sequence_length is None and model.encoder.extract == "hard":
         raise PowerBertError("a Hard-Extract model needs a fixed sequence_length for ONNX")
-    concrete = onnx_function(model, sequence_length).get_concrete_function()
+    concrete = onnx_function(model, sequence_length, batch_size).get_concrete_function()
     inputs = [tensor.name for tensor in concrete.inputs if tensor.dtype != tf.resource]
     outputs = [tensor.name for tensor in concrete.outputs if tensor.dtype != tf.resource]
     if not hasattr(np, "product"):  # tf2onnx 1.17's large-model path calls np.product,
@@ -150,7 +161,7 @@ def quantize_int8(source: Path, target: Path) -> Path:
 def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
                 version: int | None = None, *, vocab_file: Path, lower_case: bool,
                 max_seq_length: int, labels: Sequence[str] | None, task_name: str,
-                is_pair: bool, int8: bool = True) -> Path:
+                is_pair: bool, int8: bool = True, batch_size: int | None = None) -> Path:
     """Writes `<export_dir>/<model_name>/<version>/` (see the module docstring).
 
     Args:
@@ -163,6 +174,8 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
         task_name: recorded in the metadata.
         is_pair: whether the task takes sentence pairs (recorded).
         int8: also write the dynamically quantised `model_int8.onnx`.
+        batch_size: a fixed batch size B of the graph (faster at small B, see
+            `convert`); None: any. `OnnxClassifier` feeds a fixed-B graph B rows at a time.
 
     Returns:
         The version folder.
@@ -183,7 +196,7 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
     base.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=base))
     try:
-        convert(model, partial / MODEL_FILE, max_seq_length)
+        convert(model, partial / MODEL_FILE, max_seq_length, batch_size)
         files = [MODEL_FILE]
         if int8:
             quantize_int8(partial / MODEL_FILE, partial / INT8_FILE)
@@ -194,6 +207,7 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
             "task": task_name, "version": version, "format": "onnx", "opset": OPSET,
             "labels": None if labels is None else list(labels), "is_pair": is_pair,
             "lower_case": lower_case, "max_seq_length": max_seq_length,
+            "batch_size": batch_size,
             "retention": model.encoder.retention, "files": files,
             "inputs": list(INPUT_NAMES),
             "outputs": ["logits"] + [f"kept_positions_{j}" for j in
@@ -209,7 +223,7 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
 
 
 def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: int | None,
-                          workdir: Path) -> Path:
+                          workdir: Path, batch_size: int | None = None) -> Path:
     """`convert` in a child process, so that the converter's peak memory (4.3 GB for
     BERT-base) is returned to the system when it ends; the model travels as a .keras file
     in `workdir`."""
@@ -219,7 +233,7 @@ def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: in
     saved = Path(workdir) / f"{Path(path).stem}.keras"
     model.save(saved)
     command = [sys.executable, "-m", "power_bert_tf.serving.onnx", str(saved), str(path),
-               str(sequence_length or 0)]
+               str(sequence_length or 0), str(batch_size or 0)]
     result = subprocess.run(command, capture_output=True, text=True)
     saved.unlink()
     if result.returncode != 0:
@@ -228,7 +242,7 @@ def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: in
     return Path(path)
 
 
-if __name__ == "__main__":  # python -m power_bert_tf.serving.onnx MODEL.keras OUT.onnx N (0: any)
+if __name__ == "__main__":  # python -m power_bert_tf.serving.onnx MODEL.keras OUT.onnx N B (0: any)
     import sys
 
     import keras
@@ -236,4 +250,4 @@ if __name__ == "__main__":  # python -m power_bert_tf.serving.onnx MODEL.keras O
     import power_bert_tf.model.classifier  # noqa: F401  (registers the Keras classes)
 
     convert(keras.saving.load_model(sys.argv[1], compile=False), Path(sys.argv[2]),
-            int(sys.argv[3]) or None)
+            int(sys.argv[3]) or None, int(sys.argv[4]) or None)

@@ -188,11 +188,24 @@ class OnnxClassifier:
                                             providers=["CPUExecutionProvider"])
 
     def run(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """int32 (B, N) features -> "logits" (B, C) and "kept_positions_j" (B, l_j)."""
+        """int32 (B, N) features -> "logits" (B, C) and "kept_positions_j" (B, l_j).
+
+        A graph exported at a fixed batch size b (power_bert.json "batch_size") is fed
+        b rows at a time, the last chunk padded with empty rows that are dropped."""
         names = [output.name for output in self.session.get_outputs()]
-        values = self.session.run(names, {name: np.asarray(features[name], np.int32)
-                                          for name in INPUT_NAMES})
-        return dict(zip(names, values))
+        feeds = {name: np.asarray(features[name], np.int32) for name in INPUT_NAMES}
+        fixed = self.metadata.get("batch_size")
+        rows = len(feeds[INPUT_NAMES[0]])
+        if not fixed or rows == fixed:
+            return dict(zip(names, self.session.run(names, feeds)))
+        chunks = []
+        for start in range(0, rows, fixed):
+            chunk = {name: value[start:start + fixed] for name, value in feeds.items()}
+            short = fixed - len(chunk[INPUT_NAMES[0]])
+            chunk = {name: np.pad(value, ((0, short), (0, 0))) for name, value in chunk.items()}
+            chunks.append([value[:fixed - short] for value in self.session.run(names, chunk)])
+        return {name: np.concatenate([chunk[i] for chunk in chunks])
+                for i, name in enumerate(names)}
 
     def predict(self, texts_a: Sequence[str | bytes],
                 texts_b: Sequence[str | bytes] | None = None) -> dict[str, list]:
