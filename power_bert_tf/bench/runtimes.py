@@ -15,11 +15,12 @@ ratio is the median of paired per-round ratios. A heavy case (plain forward pass
 (`default_jit_compile`); the others run both paths, which is the measurement the
 default is chosen by. ONNX Runtime rows need the `[onnx]` extra; without it they are
 skipped with a note. Their graphs are converted at the case's fixed batch size, as a
-server of that batch size exports them (`serving.onnx.convert`), and their sessions do
-not spin-wait between runs (`session.intra_op.allow_spinning` 0): rows take turns on the
-same cores, and a session whose idle threads spin for the next run takes the cores from
-the row timed after it (on 2 cores, batch 1: plain int8 59 against 32 ms, PoWER-BERT
-int8 38 against 17 ms).
+server of that batch size exports them (`serving.onnx.convert`). Rows take turns on the
+same cores, and a thread pool that spin-waits for more work after a run takes the cores
+from the row timed after it (on 2 cores, batch 1, ONNX Runtime rows alone: plain int8
+59 against 32 ms, PoWER-BERT int8 38 against 17 ms), so ONNX Runtime sessions do not
+spin (`session.intra_op.allow_spinning` 0) and every timed pass starts after an untimed
+`SETTLE_SECONDS` wait.
 
 Per case the result names the fastest plain row and the fastest PoWER-BERT row with
 the paired speed-up between them (`speedup_vs_fastest_plain`), and checks that
@@ -49,6 +50,10 @@ MODELS = ("plain", "power-bert")
 # (serving/onnx.py); memory grows with the weights, so BERT-large would need ~25 GB.
 ONNX_MAX_PARAMETERS = 200_000_000
 STACKING_THRESHOLD = 0.8
+# Untimed seconds before each timed pass (`time_interleaved(settle=...)`), so that the
+# thread pools of the row before (TF's and ONNX Runtime's spin-wait for work after a run)
+# are idle when the next row starts.
+SETTLE_SECONDS = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +222,7 @@ def measure_runtimes(runtime_case: RuntimeCase, *, repeats: int, heavy_gflops: f
                 notes.append(f"{name}: logits differ from TF fp32 by more than 1e-3")
         print(f"  {runtime_case.name}: timing {len(passes)} rows, {repeats} interleaved "
               f"rounds", flush=True)
-        timings = time_interleaved(passes, repeats=repeats, warmup=0)
+        timings = time_interleaved(passes, repeats=repeats, warmup=0, settle=SETTLE_SECONDS)
     reference = f"plain tf-{'xla' if default_jit_compile('fp32') else 'graph'} fp32"
     rows = []
     for name, (model_name, path, precision) in rows_meta.items():
