@@ -15,23 +15,6 @@ def test_passes_alternate_after_warmup():
     assert set(timings) == {"a", "b"} and all(len(t.seconds) == 3 for t in timings.values())
 
 
-def test_settle_waits_untimed_before_every_timed_pass():
-    events, now = [], [0.0]
-
-    def sleep(seconds):
-        events.append(("sleep", seconds))
-        now[0] += seconds
-
-    def run():
-        events.append("run")
-        now[0] += 1.0
-
-    timings = time_interleaved({"a": run, "b": run}, repeats=2, warmup=1, settle=0.5,
-                               clock=lambda: now[0], sleep=sleep)
-    assert events == ["run", "run"] + [("sleep", 0.5), "run"] * 4  # warm-up not settled
-    assert all(t.seconds == (1.0, 1.0) for t in timings.values())  # the waits are untimed
-
-
 def test_median_and_paired_speedup():
     base = Timing((10.0, 12.0, 30.0))  # the third round ran under load
     fast = Timing((2.0, 3.0, 6.0))

@@ -19,8 +19,8 @@ server of that batch size exports them (`serving.onnx.convert`). Rows take turns
 same cores, and a thread pool that spin-waits for more work after a run takes the cores
 from the row timed after it (on 2 cores, batch 1, ONNX Runtime rows alone: plain int8
 59 against 32 ms, PoWER-BERT int8 38 against 17 ms), so ONNX Runtime sessions do not
-spin (`session.intra_op.allow_spinning` 0) and every timed pass starts after an untimed
-`SETTLE_SECONDS` wait.
+spin (`session.intra_op.allow_spinning` 0). A pause before each pass does not help: after
+50 ms idle both rows ran 25-40% slower (cores clocked down or caches gone cold).
 
 Per case the result names the fastest plain row and the fastest PoWER-BERT row with
 the paired speed-up between them (`speedup_vs_fastest_plain`), and checks that
@@ -50,10 +50,6 @@ MODELS = ("plain", "power-bert")
 # (serving/onnx.py); memory grows with the weights, so BERT-large would need ~25 GB.
 ONNX_MAX_PARAMETERS = 200_000_000
 STACKING_THRESHOLD = 0.8
-# Untimed seconds before each timed pass (`time_interleaved(settle=...)`), so that the
-# thread pools of the row before (TF's and ONNX Runtime's spin-wait for work after a run)
-# are idle when the next row starts.
-SETTLE_SECONDS = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +218,7 @@ def measure_runtimes(runtime_case: RuntimeCase, *, repeats: int, heavy_gflops: f
                 notes.append(f"{name}: logits differ from TF fp32 by more than 1e-3")
         print(f"  {runtime_case.name}: timing {len(passes)} rows, {repeats} interleaved "
               f"rounds", flush=True)
-        timings = time_interleaved(passes, repeats=repeats, warmup=0, settle=SETTLE_SECONDS)
+        timings = time_interleaved(passes, repeats=repeats, warmup=0)
     reference = f"plain tf-{'xla' if default_jit_compile('fp32') else 'graph'} fp32"
     rows = []
     for name, (model_name, path, precision) in rows_meta.items():

@@ -34,9 +34,8 @@ class Timing:
 
 
 def time_interleaved(passes: Mapping[str, Callable[[], object]], *, repeats: int = 5,
-                     warmup: int = 1, settle: float = 0.0,
-                     clock: Callable[[], float] = time.perf_counter,
-                     sleep: Callable[[float], None] = time.sleep) -> dict[str, Timing]:
+                     warmup: int = 1, clock: Callable[[], float] = time.perf_counter
+                     ) -> dict[str, Timing]:
     """Times each pass `repeats` times, interleaved, after `warmup` untimed rounds.
 
     Args:
@@ -44,9 +43,6 @@ def time_interleaved(passes: Mapping[str, Callable[[], object]], *, repeats: int
             batches) and returning once its results are on the host.
         repeats: timed rounds; each round runs every pass once, in the given order.
         warmup: untimed rounds first (compilation, caches).
-        settle: seconds to wait, untimed, before each timed pass, so that the worker
-            threads of the pass before (thread pools spin-wait for more work after a
-            run) are idle when the next one starts; 0: none.
 
     Returns:
         name -> its `Timing`, in the order of `passes`.
@@ -59,8 +55,6 @@ def time_interleaved(passes: Mapping[str, Callable[[], object]], *, repeats: int
     seconds: dict[str, list[float]] = {name: [] for name in passes}
     for _ in range(repeats):
         for name, run in passes.items():
-            if settle:
-                sleep(settle)
             start = clock()
             run()
             seconds[name].append(clock() - start)
