@@ -17,10 +17,9 @@ default is chosen by. ONNX Runtime rows need the `[onnx]` extra; without it they
 skipped with a note. Their graphs are converted at the case's fixed batch size, as a
 server of that batch size exports them (`serving.onnx.convert`). Rows take turns on the
 same cores, and a thread pool that spin-waits for more work after a run takes the cores
-from the row timed after it (on 2 cores, batch 1, ONNX Runtime rows alone: plain int8
-59 against 32 ms, PoWER-BERT int8 38 against 17 ms), so ONNX Runtime sessions do not
-spin (`session.intra_op.allow_spinning` 0). A pause before each pass does not help: after
-50 ms idle both rows ran 25-40% slower (cores clocked down or caches gone cold).
+from the row timed after it (on 2 cores at batch 1 it doubled the ONNX Runtime rows'
+times), so ONNX Runtime sessions do not spin (`session.intra_op.allow_spinning` 0). A
+pause before each pass did not help: it slowed every row (bench_cpu2_20261202-035841).
 
 Per case the result names the fastest plain row and the fastest PoWER-BERT row with
 the paired speed-up between them (`speedup_vs_fastest_plain`), and checks that
