@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
 from experiments.results_table import (choose_start, first_aim_line, grouping,  # noqa: E402
-                                       grouping_table, load, summarize, table2)
+                                       grouping_table, load, retrained_baseline_lines,
+                                       summarize, table2)
 from experiments.table2_runs import (ABLATION_TASKS, AIM, MARGIN,  # noqa: E402
                                      GROUPING_FLAG, GROUPING_TASKS, SMALL, Study, ablation,
                                      baseline, finetune, power, target_search)
@@ -163,6 +164,15 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                      "speed-up; it is kept in `table2/<task>/first_aim/` and not counted "
                      "above.\n\n"
                      + "\n".join(f"- {line}" for line in first_aims) + "\n")
+    again = [line for task, start in starts.items() if start is not None
+             for line in retrained_baseline_lines(task, with_data[task], start,
+                                                  study.plan(task).seeds)]
+    if again:
+        markdown += ("\n## Baselines trained again\n\nCheckpoints are not kept between "
+                     "sessions, so a PoWER-BERT run fine-tunes its baseline again from the "
+                     "recorded grid point (same data, seed and flags). CPUs differ between "
+                     "sessions and round differently, and a small dev set magnifies it:\n\n"
+                     + "\n".join(f"- {line}" for line in again) + "\n")
     if grouped:
         markdown += (f"\n## Length grouping ({GROUPING_FLAG}) against the seed spread\n\n"
                      "Each seed's baseline fine-tuned again with training batches grouped by "
