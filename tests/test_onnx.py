@@ -129,6 +129,7 @@ def test_a_fixed_batch_size_folds_the_shapes_and_runs_any_number_of_rows(exporte
     kept = model.encoder(inputs, training=False)["kept_positions"]
     for j, positions in enumerate(kept, start=1):
         np.testing.assert_array_equal(outputs[f"kept_positions_{j}"], positions.numpy())
+    assert OnnxClassifier(path).predict([]) == {"probabilities": [], "label": []}
 
 
 def test_python_tokenizer_matches_the_in_graph_one(pretrained):

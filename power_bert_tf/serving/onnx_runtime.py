@@ -199,7 +199,7 @@ class OnnxClassifier:
         if not fixed or rows == fixed:
             return dict(zip(names, self.session.run(names, feeds)))
         chunks = []
-        for start in range(0, rows, fixed):
+        for start in range(0, max(rows, 1), fixed):  # no rows: one empty chunk
             chunk = {name: value[start:start + fixed] for name, value in feeds.items()}
             short = fixed - len(chunk[INPUT_NAMES[0]])
             chunk = {name: np.pad(value, ((0, short), (0, 0))) for name, value in chunk.items()}
