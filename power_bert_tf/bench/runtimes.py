@@ -19,7 +19,8 @@ server of that batch size exports them (`serving.onnx.convert`). Rows take turns
 same cores, and a thread pool that spin-waits for more work after a run takes the cores
 from the row timed after it (on 2 cores at batch 1 it doubled the ONNX Runtime rows'
 times), so ONNX Runtime sessions do not spin (`session.intra_op.allow_spinning` 0). A
-pause before each pass did not help: it slowed every row (bench_cpu2_20261202-035841).
+50 ms pause before each pass did not help: the rows ran 40% slower after it (cores
+clocked down, caches cold), so there is none (bench_cpu2_20261202-035841 ran with it).
 
 Per case the result names the fastest plain row and the fastest PoWER-BERT row with
 the paired speed-up between them (`speedup_vs_fastest_plain`), and checks that
