@@ -194,16 +194,15 @@ class OnnxClassifier:
         b rows at a time, the last chunk padded with empty rows that are dropped."""
         names = [output.name for output in self.session.get_outputs()]
         feeds = {name: np.asarray(features[name], np.int32) for name in INPUT_NAMES}
-        fixed = self.metadata.get("batch_size")
         rows = len(feeds[INPUT_NAMES[0]])
-        if not fixed or rows == fixed:
-            return dict(zip(names, self.session.run(names, feeds)))
+        size = self.metadata.get("batch_size") or max(rows, 1)  # any batch: one chunk
         chunks = []
-        for start in range(0, max(rows, 1), fixed):  # no rows: one empty chunk
-            chunk = {name: value[start:start + fixed] for name, value in feeds.items()}
-            short = fixed - len(chunk[INPUT_NAMES[0]])
-            chunk = {name: np.pad(value, ((0, short), (0, 0))) for name, value in chunk.items()}
-            chunks.append([value[:fixed - short] for value in self.session.run(names, chunk)])
+        for start in range(0, max(rows, 1), size):
+            chunk = {name: value[start:start + size] for name, value in feeds.items()}
+            count = len(chunk[INPUT_NAMES[0]])
+            chunk = {name: np.pad(value, ((0, size - count), (0, 0)))
+                     for name, value in chunk.items()}
+            chunks.append([value[:count] for value in self.session.run(names, chunk)])
         return {name: np.concatenate([chunk[i] for chunk in chunks])
                 for i, name in enumerate(names)}
 
