@@ -1,5 +1,6 @@
 """The inference benchmark (power_bert_tf.bench) on the hidden `tiny` cases, in seconds."""
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from power_bert_tf.bench.concurrency import measure_concurrency
 from power_bert_tf.bench.modes import MODES, PeakMemory, benchmark_cases, make_runner, plan_rows
 from power_bert_tf.bench.onednn import measure_onednn
 from power_bert_tf.bench.padding import PADDING_SETTINGS, measure_padding, tokenize
-from power_bert_tf.bench.runtimes import measure_runtimes, onnx_available
+from power_bert_tf.bench.runtimes import cache_key, measure_runtimes, onnx_available
 from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.albert import AlbertEncoder
@@ -295,3 +296,19 @@ def test_albert_cases_have_the_bert_configurations():
     assert rows[0].flop_bound == pytest.approx(flop_bound(TINY, TINY_RETENTION))
     model = build_classifier(cases[2], eliminate=True, sequence_length=16)
     assert isinstance(model.encoder, AlbertEncoder) and model.encoder.retention == [8, 4]
+
+
+@pytest.mark.skipif(not onnx_available(), reason="needs the [onnx] extra")
+def test_the_onnx_cache_key_follows_the_model_code(tmp_path, monkeypatch):
+    from power_bert_tf import model
+
+    case = runtime_case("tiny-b2", None)
+    before = cache_key(case, 0)
+    copy = tmp_path / "model"
+    shutil.copytree(Path(model.__file__).parent, copy)
+    monkeypatch.setattr(model, "__file__", str(copy / "__init__.py"))
+    assert cache_key(case, 0) == before
+    significance = copy / "significance.py"
+    significance.write_text(significance.read_text() + "\n# another graph\n")
+    assert cache_key(case, 0) != before
+    assert cache_key(case, 1) != cache_key(case, 0)
