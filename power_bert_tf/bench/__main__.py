@@ -41,9 +41,9 @@ flags.DEFINE_list("runtime_cases", list(_DEFAULTS.runtime_cases), "Cases of the 
 flags.DEFINE_bool("onnx", _DEFAULTS.onnx, "Include the ONNX Runtime rows (needs pip install "
                   "'.[onnx]'; skipped with a note without it).")
 flags.DEFINE_string("onnx_cache", str(_DEFAULTS.onnx_cache), "Folder keeping the converted "
-                    "ONNX files between runs, keyed by case, seed, tf2onnx and the converter's "
-                    "code (a BERT-base conversion takes minutes on 2 cores); empty: convert "
-                    "every time.")
+                    "ONNX files between runs, keyed by case, seed, tf2onnx and the model's and "
+                    "converter's code (a BERT-base conversion takes minutes on 2 cores); "
+                    "empty: convert every time.")
 flags.DEFINE_integer("onnx_max_parameters", _DEFAULTS.onnx_max_parameters, "Models with more "
                      "weights are not converted to ONNX (the conversion's memory grows with "
                      "the weights: 8.3 GB for BERT-base); raise it on a machine with more "

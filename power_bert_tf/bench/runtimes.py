@@ -144,21 +144,19 @@ def _ort_passes(models: dict, inputs: dict, sequence_length: int, workdir: Path,
 
 
 def cache_key(runtime_case: RuntimeCase, seed: int) -> str:
-    """What the converted files depend on: the case, the seed, how the weights are made,
-    the model's code (`power_bert_tf/model/`) and the converter (its version and the
-    source of our conversion functions)."""
+    """What the converted files depend on: the case, the seed, the converter's version
+    and the code that builds and converts the models (`bench/cases.py`,
+    `serving/onnx.py` and `power_bert_tf/model/`)."""
     import importlib.metadata
-    import inspect
 
     from power_bert_tf import model
     from power_bert_tf.bench import cases
     from power_bert_tf.serving import onnx
 
     case = runtime_case.case
-    sources = [inspect.getsource(function) for function in (
-        cases.build_pair, cases.build_classifier, onnx.convert, onnx.onnx_function,
-        onnx._erfc_handler, onnx.quantize_int8)]
-    sources += [path.read_text() for path in sorted(Path(model.__file__).parent.glob("*.py"))]
+    files = [Path(cases.__file__), Path(onnx.__file__),
+             *sorted(Path(model.__file__).parent.glob("*.py"))]
+    sources = [path.read_text() for path in files]
     text = repr((case.name, case.weights, case.config, case.retention, seed,
                  runtime_case.batch_size,
                  importlib.metadata.version("tf2onnx"), sources))
