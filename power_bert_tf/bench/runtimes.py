@@ -18,9 +18,13 @@ skipped with a note. Their graphs are converted at the case's fixed batch size, 
 server of that batch size exports them (`serving.onnx.convert`). Rows take turns on the
 same cores, and a thread pool that spin-waits for more work after a run takes the cores
 from the row timed after it (on 2 cores at batch 1 it doubled the ONNX Runtime rows'
-times), so ONNX Runtime sessions do not spin (`session.intra_op.allow_spinning` 0). A
-50 ms pause before each pass did not help: the rows ran 40% slower after it (cores
-clocked down, caches cold), so there is none (bench_cpu2_20261202-035841 ran with it).
+times). So ONNX Runtime sessions spin within a run, as they do by default, and stop
+when it returns (`session.force_spinning_stop` 1): on a 2-core AMD EPYC at batch 1,
+plain int8 26 ms and PoWER-BERT int8 12 ms, against 31 and 15 ms with no spinning at
+all (`session.intra_op.allow_spinning` 0, which the bench used before), and the same
+times as sessions that keep spinning and run back to back. A 50 ms pause before each
+pass did not help: the rows ran 40% slower after it (cores clocked down, caches cold),
+so there is none (bench_cpu2_20261202-035841 ran with it).
 
 Per case the result names the fastest plain row and the fastest PoWER-BERT row with
 the paired speed-up between them (`speedup_vs_fastest_plain`), and checks that
@@ -132,7 +136,7 @@ def _ort_passes(models: dict, inputs: dict, sequence_length: int, workdir: Path,
     feeds = {name: np.asarray(value, np.int32) for name, value in inputs.items()}
     batch_size = len(feeds["input_word_ids"])
     options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     passes = {}
     for name, model in models.items():
         files = _onnx_files(model, name, sequence_length, batch_size, workdir, cache, key)
