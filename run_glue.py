@@ -72,6 +72,10 @@ flags.DEFINE_integer("timing_repeats", 5, "Timed passes over the dev set per mod
                      "retrain/evaluate measure the speed-up: baseline and PoWER-BERT alternate, "
                      "after one warm-up pass each; the median of the per-pass ratios is reported.")
 flags.DEFINE_integer("seed", 42, "Seed of shuffling, dropout, initialisation and subsets.")
+flags.DEFINE_bool("compare_after_retrain", True, "With --phase=retrain, end with the dev "
+                  "metric beside the baseline's and the interleaved timing (the evaluate "
+                  "phase's report); --nocompare_after_retrain skips it, for a run that "
+                  "evaluates next.")
 flags.DEFINE_string("retention_config", None, "Kept word-vectors per layer, e.g. 7,7,4,4,2,2, "
                     "to retrain without a search.")
 flags.DEFINE_enum("selection", "attention", SELECTIONS, "Which word-vectors Hard-Extract keeps: "
@@ -186,6 +190,7 @@ def config_from_flags() -> RunConfig:
         finetune_epochs=phase_epochs("finetune_epochs"),
         search_epochs=phase_epochs("search_epochs"),
         retrain_epochs=phase_epochs("retrain_epochs"),
+        compare_after_retrain=FLAGS.compare_after_retrain,
         warmup_proportion=FLAGS.warmup_proportion, seed=FLAGS.seed,
         retention_config=FLAGS.retention_config, selection=FLAGS.selection,
         include_padded_queries=FLAGS.include_padded_queries,

@@ -259,9 +259,10 @@ def power(study: Study, task: str, start: Start, seed: int) -> None:
         raise PowerBertError(f"{searched.parent} was searched to another target than "
                              f"{target:g}x: remove {folder} to run it again")
     started, commands = time.time(), []
-    for phase in ("search", "retrain", "evaluate"):
-        runner.run_glue(folder, task, phase, flags_, folder / "log.txt")
-        commands.append(_command(task, folder, phase, flags_))
+    for phase in ("search", "retrain", "evaluate"):  # evaluate times the comparison
+        phase_flags = [*flags_, "--nocompare_after_retrain"] if phase == "retrain" else flags_
+        runner.run_glue(folder, task, phase, phase_flags, folder / "log.txt")
+        commands.append(_command(task, folder, phase, phase_flags))
     search, evaluate = _read_run(folder, task, "search"), _read_run(folder, task, "evaluate")
     metric = evaluate["metric"]
     result = {

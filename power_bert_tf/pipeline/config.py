@@ -66,6 +66,7 @@ class RunConfig:
     finetune_epochs: int = 3
     search_epochs: int = 3
     retrain_epochs: int = 3
+    compare_after_retrain: bool = True  # --phase=retrain ends with the timed comparison
     warmup_proportion: float = 0.1
     seed: int = 42
     retention_config: str | None = None

@@ -17,7 +17,8 @@ from power_bert_tf.training.trainer import OptimizerGroup
 
 def retrain(ctx: Context) -> dict:
     """Retrains from `search/` (or `finetune/` with --retention_config); writes `retrain/`.
-    Run alone, it ends with the dev metric beside the baseline's and the speed-up."""
+    Run alone, it ends with the dev metric beside the baseline's and the speed-up
+    (unless `compare_after_retrain` is off)."""
     config, started = ctx.config, time.time()
     retention = retention_for_retrain(ctx)
     source_phase = "search" if ctx.reads("search").model.is_file() else "finetune"
@@ -41,7 +42,7 @@ def retrain(ctx: Context) -> dict:
     result = {"retention": list(retention.kept), "selection": config.selection,
               "word_vector_bound": round(retention.word_vector_bound, 3),
               "flop_bound": round(bound, 3)}
-    if config.phase == "retrain":  # with --phase=all, the evaluate phase reports this
+    if config.phase == "retrain" and config.compare_after_retrain:  # else: evaluate next
         result["comparison"] = compare_with_baseline(ctx, load_model(folder.model, "retrain"))
     ctx.record_run(folder, "retrain", started, dev=best, history=history, **result)
     return {"dev": best, **result}
