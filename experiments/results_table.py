@@ -75,6 +75,15 @@ def choose_start(runs: dict[str, dict], starts: tuple[Start, ...], seed: int) ->
                                           -start.learning_rate, start.init_from is None))
 
 
+def _against_budget(difference: float) -> str:
+    """The verdict's clause on PoWER-BERT's mean against the same-budget BERT's."""
+    points = 100 * difference
+    if points < -1:
+        return (f"{points:.1f} points against the same-budget BERT, which training longer "
+                f"lifts: outside 1 point of it")
+    return f"{points:+.1f} points against the same-budget BERT"
+
+
 def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict | None:
     """Mean +- std over the finished seeds of both columns and of the change, the
     same-budget control, speed-ups (median per seed) and a verdict; None if no seed
@@ -100,6 +109,7 @@ def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict 
             f"loses {100 * -change[0]:.1f} points",
             *([f"gains {100 * change[0]:.1f} points, which training longer may explain: "
                "no same-budget control yet"] if change[0] > 0.01 and not budget else []),
+            *([_against_budget(mean_std(power)[0] - mean_std(budget)[0])] if budget else []),
             ("speed-up at or above the paper's" if paper and sorted(speedups)[len(speedups) // 2]
              >= paper else "speed-up below the paper's")])
     return {

@@ -140,7 +140,17 @@ def test_a_gain_without_a_same_budget_control_is_said_so():
     assert "gains 2.0 points, which training longer may explain" in summarize(
         "SST-2", runs, (1,))["verdict"]
     runs["same_budget_seed1"] = {"best_dev": 0.83}
-    assert "gains" not in summarize("SST-2", runs, (1,))["verdict"]
+    verdict = summarize("SST-2", runs, (1,))["verdict"]
+    assert "gains 2.0" not in verdict and "-1.0 points against the same-budget BERT" in verdict
+
+
+def test_a_same_budget_control_that_training_longer_lifts_is_said_so():
+    from experiments.results_table import summarize
+
+    runs = {"power_seed1": _power(1, 0.85, 0.845, 2.5), "same_budget_seed1": {"best_dev": 0.87}}
+    verdict = summarize("STS-B", runs, (1,))["verdict"]
+    assert verdict.startswith("within 1 point; -2.5 points against the same-budget BERT")
+    assert "outside 1 point of it" in verdict
 
 
 def test_a_baseline_trained_again_away_from_its_record_is_named():
