@@ -75,13 +75,15 @@ def choose_start(runs: dict[str, dict], starts: tuple[Start, ...], seed: int) ->
                                           -start.learning_rate, start.init_from is None))
 
 
-def _against_budget(difference: float) -> str:
-    """The verdict's clause on PoWER-BERT's mean against the same-budget BERT's."""
-    points = 100 * difference
+def _against_budget(differences: list[float], seeds: int) -> str:
+    """The verdict's clause on PoWER-BERT against the same-budget BERT: the mean of the
+    per-seed differences over the `seeds` seeds that have both (of those finished)."""
+    points = 100 * sum(differences) / len(differences)
+    of = "" if len(differences) == seeds else f" ({len(differences)} of {seeds} seeds)"
     if points < -1:
-        return (f"{points:.1f} points against the same-budget BERT, which training longer "
-                f"lifts: outside 1 point of it")
-    return f"{points:+.1f} points against the same-budget BERT"
+        return (f"{points:.1f} points against the same-budget BERT{of}, which training "
+                f"longer lifts: outside 1 point of it")
+    return f"{points:+.1f} points against the same-budget BERT{of}"
 
 
 def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict | None:
@@ -96,6 +98,8 @@ def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict 
     power = [p["power_bert_dev"] for p in powers]
     budget = [runs[f"same_budget_seed{s}"]["best_dev"] for s in seeds
               if f"same_budget_seed{s}" in runs]
+    against_budget = [p["power_bert_dev"] - runs[f"same_budget_seed{p['seed']}"]["best_dev"]
+                      for p in powers if f"same_budget_seed{p['seed']}" in runs]
     speedups = [p["speedup"] for p in powers]
     paper = PAPER_TABLE2[task][4] if task in PAPER_TABLE2 else None
     change = mean_std([b - a for a, b in zip(baseline, power)])
@@ -109,7 +113,7 @@ def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict 
             f"loses {100 * -change[0]:.1f} points",
             *([f"gains {100 * change[0]:.1f} points, which training longer may explain: "
                "no same-budget control yet"] if change[0] > 0.01 and not budget else []),
-            *([_against_budget(mean_std(power)[0] - mean_std(budget)[0])] if budget else []),
+            *([_against_budget(against_budget, len(powers))] if against_budget else []),
             ("speed-up at or above the paper's" if paper and sorted(speedups)[len(speedups) // 2]
              >= paper else "speed-up below the paper's")])
     return {

@@ -149,8 +149,12 @@ def test_a_same_budget_control_that_training_longer_lifts_is_said_so():
 
     runs = {"power_seed1": _power(1, 0.85, 0.845, 2.5), "same_budget_seed1": {"best_dev": 0.87}}
     verdict = summarize("STS-B", runs, (1,))["verdict"]
-    assert verdict.startswith("within 1 point; -2.5 points against the same-budget BERT")
+    assert verdict.startswith("within 1 point; -2.5 points against the same-budget BERT,")
     assert "outside 1 point of it" in verdict
+    # Paired by seed: seed 2 has no control yet, so only seed 1's difference counts.
+    runs["power_seed2"] = _power(2, 0.80, 0.70, 2.5)
+    verdict = summarize("STS-B", runs, (1, 2))["verdict"]
+    assert "-2.5 points against the same-budget BERT (1 of 2 seeds)" in verdict
 
 
 def test_a_baseline_trained_again_away_from_its_record_is_named():
