@@ -96,10 +96,11 @@ def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict 
     metric = powers[0]["metric"]
     baseline = [p["baseline_dev"] for p in powers]
     power = [p["power_bert_dev"] for p in powers]
-    budget = [runs[f"same_budget_seed{s}"]["best_dev"] for s in seeds
-              if f"same_budget_seed{s}" in runs]
-    against_budget = [p["power_bert_dev"] - runs[f"same_budget_seed{p['seed']}"]["best_dev"]
-                      for p in powers if f"same_budget_seed{p['seed']}" in runs]
+    budget_by_seed = {s: runs[f"same_budget_seed{s}"]["best_dev"] for s in seeds
+                      if f"same_budget_seed{s}" in runs}
+    budget = list(budget_by_seed.values())
+    against_budget = [p["power_bert_dev"] - budget_by_seed[p["seed"]] for p in powers
+                      if p["seed"] in budget_by_seed]
     speedups = [p["speedup"] for p in powers]
     paper = PAPER_TABLE2[task][4] if task in PAPER_TABLE2 else None
     change = mean_std([b - a for a, b in zip(baseline, power)])
