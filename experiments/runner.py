@@ -16,16 +16,22 @@ from power_bert_tf.errors import PowerBertError
 from power_bert_tf.serving.precision import cpu_features
 
 ROOT = Path(__file__).resolve().parents[1]
+# Reports rebuilt from the result JSONs after each stage of a study, never read by a run:
+# a difference in them does not make the next run's code differ from its commit.
+REBUILT_REPORTS = ("experiments/results/table2.md", "experiments/results/table2_summary.json")
 
 
 def git_commit() -> str:
-    """The checkout's commit, with "+dirty" when tracked files differ from it."""
+    """The checkout's commit, with "+dirty" when tracked files other than
+    `REBUILT_REPORTS` differ from it."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
                               text=True).stdout.strip()
 
     commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  *(f":(exclude){path}" for path in REBUILT_REPORTS))
+    return commit + ("+dirty" if changed else "")
 
 
 def run_logged(command: Sequence[str], log: Path, what: str) -> float:

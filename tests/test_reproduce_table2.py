@@ -402,3 +402,25 @@ def test_length_grouping_against_the_seed_spread():
                     "--length_grouping=50")["verdict"] == "exceeds the seed spread"
     assert "| CoLA | matthews | 2 | 34.0 ± 1.4 | 34.8 ± 1.8 | +0.8 ± 0.4 | 1.98x" in (
         grouping_table([two]))
+
+
+def test_git_commit_is_dirty_for_code_not_for_the_rebuilt_reports(tmp_path, monkeypatch):
+    from experiments import runner
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    report = tmp_path / runner.REBUILT_REPORTS[0]
+    report.parent.mkdir(parents=True)
+    report.write_text("table\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    assert not runner.git_commit().endswith("+dirty")
+    report.write_text("table, rebuilt\n")
+    assert not runner.git_commit().endswith("+dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert runner.git_commit().endswith("+dirty")
