@@ -217,9 +217,7 @@ def analyses(study: Study) -> str | None:
     finetuned = study.runs(task) / start.name(seed) / task / "finetune/model.keras"
     retrained = study.runs(task) / start.power_name(seed) / task / "retrain/model.keras"
     power_runs = [path for other in sorted(p.name for p in study.results_dir.glob("table2/*"))
-                  for start_ in [study.chosen(other)] if start_
-                  for path in [study.results(other) / f"{start_.power_name(seed)}.json"]
-                  if path.is_file()]
+                  for path in [study.chosen_power_run(other)] if path]
     extra = (("--max_examples=32", "--scoring_layers=2", "--fractions=0.2,0.5")
              if study.quick else ())
     try:

@@ -68,7 +68,8 @@ SMALL = TaskPlan((5e-5, 1e-4), 5, (1, 2, 3), longer_schedules=(10,))
 # SST-2: its 67,349 sentences are 3.5M word-pieces an epoch padded per batch (CoLA's
 # 8,551: 0.27M, 6 minutes on 2 CPU cores), about an hour an epoch; a PoWER-BERT run
 # (baseline again in a new checkout, search, retrain) would outlast a 3-hour session. So
-# one rate, one seed, on a seeded subset of SST2_TRAIN_EXAMPLES sentences (the dev set whole).
+# one rate, one seed, on a seeded subset of SST2_TRAIN_EXAMPLES sentences (the dev set whole);
+# 2 epochs, then 7 (2 + search and retrain's 5: the same-budget control of the 2-epoch one).
 SST2_TRAIN_EXAMPLES = 16000
 PLANS = {"CoLA": SMALL, "RTE": dataclasses.replace(SMALL, inits=(None, "MRPC")),
          "MRPC": SMALL, "STS-B": SMALL,
@@ -143,6 +144,14 @@ class Study:
         if start is None or not schedule:
             return start
         return choose_start(runs, plan.schedules(start), plan.seeds[0])
+
+    def chosen_power_run(self, task: str) -> Path | None:
+        """The first seed's PoWER-BERT run file from the grid's choice, once finished."""
+        start = self.chosen(task)
+        if start is None:
+            return None
+        path = self.results(task) / f"{start.power_name(self.plan(task).seeds[0])}.json"
+        return path if path.is_file() else None
 
     def first_aim(self, task: str) -> dict | None:
         """The run a re-aimed task was first searched in, or None."""
