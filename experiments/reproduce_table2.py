@@ -178,9 +178,9 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                      "speed-up; it is kept in `table2/<task>/first_aim/` and not counted "
                      "above.\n\n"
                      + "\n".join(f"- {line}" for line in first_aims) + "\n")
-    again = [line for task, start in starts.items() if start is not None
-             for line in retrained_baseline_lines(task, with_data[task], start,
-                                                  study.plan(task).seeds)]
+    again = [line for task, runs in with_data.items()
+             for start in sorted(power_starts(runs), key=lambda s: s.tag)
+             for line in retrained_baseline_lines(task, runs, start, study.plan(task).seeds)]
     if again:
         markdown += ("\n## Baselines trained again\n\nCheckpoints are not kept between "
                      "sessions, so a PoWER-BERT run fine-tunes its baseline again from the "
