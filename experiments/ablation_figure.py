@@ -1,8 +1,10 @@
 """The Table 2 study's ablation over seeds: accuracy vs measured time, mean +- std.
 
-    python experiments/ablation_figure.py --task=RTE
+    python experiments/ablation_figure.py --task=RTE \
+        --runs_dir=experiments/results/table2/RTE/ablation_lr0.0001_fromMRPC_e5
 
-Reads every `table2/<task>/tradeoff_<task>_seed<s>_<point>.json` (one run of
+Reads every `<runs_dir>/tradeoff_<task>_seed<s>_<point>.json` (runs_dir: the ablation
+from one baseline, `table2/<task>/ablation_<start>/`; one run of
 `experiments/tradeoff.py` per seed and target, or per seed and kept-layer count, written
 by `reproduce_table2.py --stages=ablation`) and, per method (PoWER-BERT's Attn-WS,
 Head-WS, Rand-WS, the first k layers) and point, takes the mean and sample std over seeds
@@ -115,9 +117,10 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def write_summary(results_dir: Path, task: str) -> Path | None:
-    """ablation_<task>.{json,png} from the task's ablation runs; None without any."""
-    points = load_points(Path(results_dir) / "table2" / task)
+def write_summary(results_dir: Path, task: str, runs_dir: Path) -> Path | None:
+    """<results_dir>/ablation_<task>.{json,png} from the task's ablation runs in
+    `runs_dir`; None without any."""
+    points = load_points(runs_dir)
     if not points:
         return None
     started, summary = time.time(), summarize(task, points)
@@ -138,14 +141,17 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise PowerBertError(f"unexpected arguments: {' '.join(argv[1:])}")
     results_dir = Path(flags.FLAGS.results_dir)
-    path = write_summary(results_dir, flags.FLAGS.task)
+    path = write_summary(results_dir, flags.FLAGS.task, Path(flags.FLAGS.runs_dir))
     if path is None:
-        raise PowerBertError(f"no ablation runs in {results_dir / 'table2' / flags.FLAGS.task}")
+        raise PowerBertError(f"no ablation runs in {flags.FLAGS.runs_dir}")
     print(f"wrote {path} and {path.with_suffix('.png')}")
 
 
 if __name__ == "__main__":  # flags defined here: the study imports this module
     flags.DEFINE_string("task", "RTE", "Task whose ablation runs to summarize.")
-    flags.DEFINE_string("results_dir", "experiments/results", "Folder holding "
-                        "table2/<task>/; ablation_<task>.{json,png} go there.")
+    flags.DEFINE_string("results_dir", "experiments/results", "Where "
+                        "ablation_<task>.{json,png} go.")
+    flags.DEFINE_string("runs_dir", None, "The ablation's run files: "
+                        "<results_dir>/table2/<task>/ablation_<start>/.")
+    flags.mark_flag_as_required("runs_dir")
     app.run(exit_on_user_error(main))

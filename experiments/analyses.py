@@ -14,7 +14,7 @@
   Removing the top-scored vectors should cost far more than the bottom-scored.
 - elimination: which word-pieces of a sentence survive at each layer of a
   retrained PoWER-BERT model (the paper's anecdotal figure).
-- retention: the retention configuration of every committed run_glue result, as
+- retention: the retention configuration of the Table 2 study's runs (--power_runs), as
   the fraction l_j / N of word-vectors each layer keeps.
 - position: fine-tune with the classifier on the word-vector at position k instead
   of [CLS] (k = 0); after diffusion, any position classifies about as well.
@@ -72,6 +72,8 @@ flags.DEFINE_float("position_learning_rate", 5e-5, "position: learning rate.")
 flags.DEFINE_integer("position_max_seq_length", 64, "position: padded input length N.")
 flags.DEFINE_integer("seed", 42, "Seed of subsets, random elimination and fine-tuning.")
 flags.DEFINE_string("results_dir", "experiments/results", "Where PNG and JSON files go.")
+flags.DEFINE_list("power_runs", [], "retention: the Table 2 study's PoWER-BERT run files "
+                  "(table2/<task>/power_<start>_seed1.json), one per task.")
 flags.DEFINE_bool("overwrite", False, "Replace existing analysis_<name>.{json,png} files.")
 FLAGS = flags.FLAGS
 BATCH = 64
@@ -260,11 +262,13 @@ def elimination(analysis: Analysis) -> tuple[dict, plt.Figure]:
 
 def retention(analysis: Analysis) -> tuple[dict, plt.Figure]:
     del analysis
-    runs = [json.loads(p.read_text())
-            for p in sorted(Path(FLAGS.results_dir).glob("table2/*/power_seed1.json"))]
-    if not runs:
-        raise PowerBertError(f"retention: no table2/<task>/power_seed1.json in "
-                             f"{FLAGS.results_dir} (run make reproduce-table2 first)")
+    if not FLAGS.power_runs:
+        raise PowerBertError("retention: --power_runs names no run file (make "
+                             "reproduce-table2 passes the study's)")
+    for path in FLAGS.power_runs:
+        if not Path(path).is_file():
+            raise PowerBertError(f"--power_runs: {path} does not exist")
+    runs = [json.loads(Path(path).read_text()) for path in FLAGS.power_runs]
     figure, axis = plt.subplots(figsize=(6, 3.5))
     width = 0.8 / len(runs)
     configurations = {}

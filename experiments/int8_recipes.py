@@ -4,7 +4,7 @@ recipe with parts of the network left in float32, and static quantisation calibr
 training examples.
 
     python experiments/int8_recipes.py \\
-        --checkpoint=CoLA=checkpoints/table2/CoLA/power_seed1/CoLA/retrain/model.keras
+        --checkpoint=CoLA=checkpoints/table2/CoLA/power_lr5e-05_e5_seed1/CoLA/retrain/model.keras
 
 Each checkpoint is converted to ONNX once (float32) and quantised once per recipe; every
 recipe reports the dev metric, its change from float32 in points and the share of

@@ -6,15 +6,16 @@ interleaved timings, a same-budget control and a fair ablation.
 
 For each task with data, in stages (each stage over every task before the next):
   grid     fine-tune at each learning rate and start of the task's grid (first seed;
-           RTE also from MRPC's chosen baseline), keeping the best dev epoch; the best
-           point chooses the learning rate, the start and the epoch count;
+           RTE also from MRPC's baseline), keeping the best dev epoch; the best point
+           chooses the learning rate and the start; then the longer schedules (10
+           epochs) at that point, and the best of these chooses the schedule;
   search   the first seed's search alone, for target_search_<task>.json;
   power    PoWER-BERT from the first seed's baseline: a search to the paper's speed-up
            (--target_speedup, aimed higher: table2_runs.AIM), retrain, evaluate (baseline and
            PoWER-BERT timed interleaved, 5 passes each);
   seeds    the same baseline + PoWER-BERT for the other seeds;
-  budget   the same-budget control: the baseline fine-tuned for as many more epochs as
-           search and retrain add, every seed;
+  budget   the same-budget control: the chosen baseline fine-tuned for as many more
+           epochs as search and retrain add, every seed;
   grouping (CoLA, STS-B) every seed's baseline fine-tuned again with --length_grouping=50,
            against the seed spread of the plain baselines, before the study adopts it;
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
@@ -43,12 +44,13 @@ from absl import app, flags
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
-from experiments.results_table import (choose_start, first_aim_line, grouping,  # noqa: E402
-                                       grouping_table, load, retrained_baseline_lines,
-                                       summarize, table2)
+from experiments.results_table import (first_aim_line, grouping,  # noqa: E402
+                                       grouping_table, load, power_starts,
+                                       retrained_baseline_lines, summarize, table2)
 from experiments.table2_runs import (ABLATION_TASKS, AIM, MARGIN,  # noqa: E402
                                      GROUPING_FLAG, GROUPING_TASKS, SMALL, Study, ablation,
-                                     baseline, finetune, power, target_search)
+                                     ablation_results, baseline, finetune, power,
+                                     target_search)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -79,8 +81,9 @@ def run_stage(study: Study, stage: str, task: str) -> None:
     plan = study.plan(task)
     if stage == "grid":
         for start in plan.starts:
-            finetune(study, task, start, plan.seeds[0], plan.finetune_epochs,
-                     start.name(plan.seeds[0]), "grid")
+            finetune(study, task, start, plan.seeds[0], start.name(plan.seeds[0]), "grid")
+        for start in plan.schedules(study.chosen(task, schedule=False))[1:]:
+            finetune(study, task, start, plan.seeds[0], start.name(plan.seeds[0]), "grid")
         return
     start = study.chosen(task)
     if start is None:
@@ -94,41 +97,52 @@ def run_stage(study: Study, stage: str, task: str) -> None:
         for seed in plan.seeds[1:]:
             power(study, task, start, seed)
     elif stage == "budget":
+        budget = plan.same_budget(start)
         for seed in plan.seeds:
-            finetune(study, task, start, seed,
-                     plan.finetune_epochs + plan.search_epochs + plan.retrain_epochs,
-                     f"same_budget_seed{seed}", "same_budget")
+            finetune(study, task, budget, seed, budget.name(seed), "same_budget")
     elif stage == "grouping" and (task in GROUPING_TASKS or study.quick):
         for seed in plan.seeds:  # the plain baseline's JSON, not its model, is compared
             baseline(study, task, start, seed, need_model=False)
-            finetune(study, task, start, seed, plan.finetune_epochs, f"grouped_seed{seed}",
-                     "grouped", extra=(GROUPING_FLAG,))
+            finetune(study, task, start, seed, f"grouped_{start.tag}_seed{seed}", "grouped",
+                     extra=(GROUPING_FLAG,))
     elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
         for seed in plan.seeds:
             ablation(study, task, start, seed)
-        ablation_figure.write_summary(study.results_dir, task)
+        ablation_figure.write_summary(study.results_dir, task,
+                                      ablation_results(study, task, start))
 
 
 def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
-    started, summaries = time.time(), []
+    started, summaries, others = time.time(), [], []
     with_data = {task: load(study.results(task)) for task in tasks if task not in missing}
+    starts = {task: study.chosen(task) for task in with_data}
     for task, runs in with_data.items():
-        summary = summarize(task, runs, study.plan(task).seeds)
+        plan, start = study.plan(task), starts[task]
+        summary = (None if start is None else
+                   summarize(task, runs, start, plan.seeds, plan.same_budget(start)))
         if summary is None:
-            grid = [f"{run['learning_rate']:g}"
-                    + (f" from {run['init_from']}" if run.get("init_from") else "")
-                    + f": {100 * run['best_dev']:.1f} (epoch {run['best_epoch']})"
-                    for run in runs.values() if run.get("arm") == "grid"]
-            missing[task] = ("in progress; grid " + ", ".join(grid)) if grid else "not finished"
+            first = f"_seed{plan.seeds[0]}"
+            grid = [f"{name[len('finetune_'):-len(first)]}: {100 * run['best_dev']:.1f} "
+                    f"(epoch {run['best_epoch']})" for name, run in runs.items()
+                    if name.startswith("finetune_") and name.endswith(first)]
+            waits = (f"PoWER-BERT from {start.tag} to run" if start else
+                     "the grid to finish")
+            missing[task] = (f"in progress, {waits}; grid " + ", ".join(grid) if grid
+                             else "not finished")
         else:
             summaries.append(summary)
-    starts = {task: choose_start(runs, study.plan(task).starts, study.plan(task).seeds[0])
-              for task, runs in with_data.items()}
+        status = (f"its grid since chose {start.tag}" if start else
+                  "its grid's longer schedule not run yet")
+        others += [{**row, "verdict": f"{status}; {row['verdict']}"}
+                   for other in sorted(power_starts(runs) - {start}, key=lambda s: s.tag)
+                   for row in [summarize(task, runs, other, plan.seeds,
+                                         plan.same_budget(other))] if row]
     grouped = [row for task, start in starts.items() if start is not None
                for row in [grouping(task, with_data[task], start, study.plan(task).seeds,
                                     GROUPING_FLAG)] if row]
     (study.results_dir / "table2_summary.json").write_text(json.dumps(
-        {"summaries": summaries, "missing": missing, "length_grouping": grouped,
+        {"summaries": summaries, "not_chosen": others, "missing": missing,
+         "length_grouping": grouped,
          "command": " ".join(["python", *sys.argv]),
          "git_commit": runner.git_commit(), "wall_seconds": round(time.time() - started, 1)},
         indent=2) + "\n")
@@ -164,15 +178,21 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                      "speed-up; it is kept in `table2/<task>/first_aim/` and not counted "
                      "above.\n\n"
                      + "\n".join(f"- {line}" for line in first_aims) + "\n")
-    again = [line for task, start in starts.items() if start is not None
-             for line in retrained_baseline_lines(task, with_data[task], start,
-                                                  study.plan(task).seeds)]
+    again = [line for task, runs in with_data.items()
+             for start in sorted(power_starts(runs), key=lambda s: s.tag)
+             for line in retrained_baseline_lines(task, runs, start, study.plan(task).seeds)]
     if again:
         markdown += ("\n## Baselines trained again\n\nCheckpoints are not kept between "
                      "sessions, so a PoWER-BERT run fine-tunes its baseline again from the "
                      "recorded grid point (same data, seed and flags). CPUs differ between "
                      "sessions and round differently, and a small dev set magnifies it:\n\n"
                      + "\n".join(f"- {line}" for line in again) + "\n")
+    if others:
+        markdown += ("\n## PoWER-BERT from baselines other than the grid's choice\n\n"
+                     "Runs searched from a baseline that a longer schedule of the grid has "
+                     "since beaten, or whose longer schedule has not run yet (the verdict "
+                     "says which): kept as run files, not counted above.\n\n"
+                     + table2(others, {}))
     if grouped:
         markdown += (f"\n## Length grouping ({GROUPING_FLAG}) against the seed spread\n\n"
                      "Each seed's baseline fine-tuned again with training batches grouped by "
@@ -191,17 +211,20 @@ def analyses(study: Study) -> str | None:
     start = study.chosen(task)
     todo = [name for name in ANALYSES
             if not (study.results_dir / f"analysis_{name}.json").is_file()]
-    if start is None or f"power_seed{plan.seeds[0]}" not in runs or not todo:
+    if start is None or start.power_name(plan.seeds[0]) not in runs or not todo:
         return None
     seed = plan.seeds[0]
     finetuned = study.runs(task) / start.name(seed) / task / "finetune/model.keras"
-    retrained = study.runs(task) / f"power_seed{seed}" / task / "retrain/model.keras"
+    retrained = study.runs(task) / start.power_name(seed) / task / "retrain/model.keras"
+    power_runs = [path for other in sorted(p.name for p in study.results_dir.glob("table2/*"))
+                  for path in [study.chosen_power_run(other)] if path]
     extra = (("--max_examples=32", "--scoring_layers=2", "--fractions=0.2,0.5")
              if study.quick else ())
     try:
         runner.run_logged([sys.executable, "experiments/analyses.py",
                            f"--analyses={','.join(todo)}",
                            f"--task={task}", f"--finetuned={finetuned}", f"--retrained={retrained}",
+                           f"--power_runs={','.join(map(str, power_runs))}",
                            f"--results_dir={study.results_dir}", f"--model={FLAGS.model}", *extra],
                           study.output_dir / "analyses.log", "analyses")
     except PowerBertError as error:

@@ -1,17 +1,19 @@
 """The Table 2 study's result files -> per-task summaries and the Table 2 markdown.
 
-Every finished run of the study is one JSON in `<results_dir>/table2/<task>/`:
-`finetune_lr<lr>[_from<task>]_seed<s>.json` (a fine-tune, a point of the grid of
-learning rates and starts, or a seed of the chosen one), `power_seed<s>.json` (search
-to the target, retrain, evaluate from that seed's baseline) and
-`same_budget_seed<s>.json` (the baseline fine-tuned for as many more epochs as search
-and retrain add).
+Every finished run of the study is one JSON in `<results_dir>/table2/<task>/`, named
+by its baseline's `Start` (learning rate, start, epochs of the schedule):
+`finetune_lr<lr>[_from<task>]_e<epochs>_seed<s>.json` (a fine-tune: a point of the grid,
+a seed of the chosen one, or the same-budget control, which is the chosen start fine-tuned
+for as many more epochs as search and retrain add), `power_<start>_seed<s>.json` (search
+to the target, retrain, evaluate from that seed's baseline) and `grouped_<start>_seed<s>`
+(the baseline with --length_grouping).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 from experiments.paper_table2 import PAPER_TABLE2
@@ -54,25 +56,51 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 @dataclasses.dataclass(frozen=True)
 class Start:
-    """Where a baseline starts: a learning rate, from the pre-trained weights or from
-    another task's chosen baseline (`init_from`)."""
+    """How a baseline is fine-tuned: a learning rate, from the pre-trained weights or from
+    another task's baseline (`init_from`), on a schedule of `epochs` (the learning rate
+    decays to 0 over them; the best dev epoch is kept)."""
 
     learning_rate: float
-    init_from: str | None = None
+    init_from: str | None
+    epochs: int
+
+    @property
+    def tag(self) -> str:
+        """e.g. lr0.0001_e5, lr5e-05_fromMRPC_e10."""
+        source = f"_from{self.init_from}" if self.init_from else ""
+        return f"lr{self.learning_rate:g}{source}_e{self.epochs}"
 
     def name(self, seed: int) -> str:
-        """The run's file stem, e.g. finetune_lr0.0001_seed1, finetune_lr5e-05_fromMRPC_seed2."""
-        source = f"_from{self.init_from}" if self.init_from else ""
-        return f"finetune_lr{self.learning_rate:g}{source}_seed{seed}"
+        """The fine-tune's file stem, e.g. finetune_lr0.0001_e5_seed1."""
+        return f"finetune_{self.tag}_seed{seed}"
+
+    def power_name(self, seed: int) -> str:
+        """The PoWER-BERT run searched from this baseline, e.g. power_lr0.0001_e5_seed1."""
+        return f"power_{self.tag}_seed{seed}"
+
+    def longer(self, epochs: int) -> "Start":
+        return dataclasses.replace(self, epochs=self.epochs + epochs)
+
+
+_POWER_NAME = re.compile(r"power_lr(?P<lr>[0-9.e+-]+)(?:_from(?P<init>[A-Za-z0-9-]+))?"
+                         r"_e(?P<epochs>\d+)_seed\d+")
+
+
+def power_starts(runs: dict[str, dict]) -> set[Start]:
+    """The baselines that PoWER-BERT runs among `runs` were searched from."""
+    return {Start(float(m["lr"]), m["init"], int(m["epochs"]))
+            for name in runs for m in [_POWER_NAME.fullmatch(name)] if m}
 
 
 def choose_start(runs: dict[str, dict], starts: tuple[Start, ...], seed: int) -> Start | None:
     """The grid point with the best dev metric (best epoch); on a tie the smaller rate,
-    then the pre-trained start; None while a grid point is unfinished."""
+    then the pre-trained start, then the shorter schedule; None while a grid point is
+    unfinished."""
     if any(start.name(seed) not in runs for start in starts):
         return None
     return max(starts, key=lambda start: (runs[start.name(seed)]["best_dev"],
-                                          -start.learning_rate, start.init_from is None))
+                                          -start.learning_rate, start.init_from is None,
+                                          -start.epochs))
 
 
 def _against_budget(differences: list[float], seeds: int) -> str:
@@ -86,19 +114,20 @@ def _against_budget(differences: list[float], seeds: int) -> str:
     return f"{points:+.1f} points against the same-budget BERT{of}"
 
 
-def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict | None:
-    """Mean +- std over the finished seeds of both columns and of the change, the
-    same-budget control, speed-ups (median per seed) and a verdict; None if no seed
-    has finished."""
-    powers = [runs[f"power_seed{s}"] for s in seeds if f"power_seed{s}" in runs]
+def summarize(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...],
+              budget: Start) -> dict | None:
+    """Mean +- std over the finished seeds of PoWER-BERT from `start`'s baselines, of
+    those baselines and of the change, the same-budget control (`budget`), speed-ups
+    (median per seed) and a verdict; None if no seed has finished."""
+    powers = [runs[start.power_name(s)] for s in seeds if start.power_name(s) in runs]
     if not powers:
         return None
     metric = powers[0]["metric"]
     baseline = [p["baseline_dev"] for p in powers]
     power = [p["power_bert_dev"] for p in powers]
-    budget_by_seed = {s: runs[f"same_budget_seed{s}"]["best_dev"] for s in seeds
-                      if f"same_budget_seed{s}" in runs}
-    budget = list(budget_by_seed.values())
+    budget_by_seed = {s: runs[budget.name(s)]["best_dev"] for s in seeds
+                      if budget.name(s) in runs}
+    budget_scores = list(budget_by_seed.values())
     against_budget = [p["power_bert_dev"] - budget_by_seed[p["seed"]] for p in powers
                       if p["seed"] in budget_by_seed]
     speedups = [p["speedup"] for p in powers]
@@ -113,15 +142,20 @@ def summarize(task: str, runs: dict[str, dict], seeds: tuple[int, ...]) -> dict 
             "within 1 point" if change[0] >= -0.01 else
             f"loses {100 * -change[0]:.1f} points",
             *([f"gains {100 * change[0]:.1f} points, which training longer may explain: "
-               "no same-budget control yet"] if change[0] > 0.01 and not budget else []),
+               "no same-budget control yet"] if change[0] > 0.01 and not budget_scores
+              else []),
             *([_against_budget(against_budget, len(powers))] if against_budget else []),
             ("speed-up at or above the paper's" if paper and sorted(speedups)[len(speedups) // 2]
              >= paper else "speed-up below the paper's")])
     return {
         "task": task, "metric": metric, "seeds": [p["seed"] for p in powers],
-        "learning_rate": powers[0]["learning_rate"], "majority_dev": majority,
+        "baseline_start": start.tag, "learning_rate": start.learning_rate,
+        "init_from": start.init_from,
+        "baseline_epochs": start.epochs, "same_budget_epochs": budget.epochs,
+        "majority_dev": majority,
         "baseline": mean_std(baseline), "power_bert": mean_std(power), "change": change,
-        "same_budget": mean_std(budget) if budget else None, "same_budget_seeds": len(budget),
+        "same_budget": mean_std(budget_scores) if budget_scores else None,
+        "same_budget_seeds": len(budget_scores),
         "retention": powers[0]["retention"], "target": powers[0]["target_speedup"],
         "flop_bound": powers[0]["flop_bound"], "speedups": speedups,
         "speedup_spreads": [p["speedup_spread"] for p in powers],
@@ -142,7 +176,7 @@ def _paper(task: str) -> str:
 
 
 def first_aim_line(task: str, first: dict, target: float) -> str:
-    """One line on a re-aimed task's first run (`first`, a power_seed JSON)."""
+    """One line on a re-aimed task's first run (`first`, a PoWER-BERT run JSON)."""
     return (f"{task}: searched to {first['target_speedup']:g}x (FLOP bound "
             f"{first['flop_bound']:.2f}x), measured {first['speedup']:.3f}x, "
             f"{first['speedup'] / first['flop_bound']:.2f} of the bound; "
@@ -157,7 +191,7 @@ def retrained_baseline_lines(task: str, runs: dict[str, dict], start: Start,
     run."""
     lines = []
     for seed in seeds:
-        power, record = runs.get(f"power_seed{seed}"), runs.get(start.name(seed))
+        power, record = runs.get(start.power_name(seed)), runs.get(start.name(seed))
         if (not power or not record
                 or abs(power["baseline_dev"] - record["best_dev"]) < RETRAINED_TOLERANCE):
             continue
@@ -176,8 +210,8 @@ def table2(summaries: list[dict], missing: dict[str, str]) -> str:
     lines = ["| task | metric | seeds | constant predictor | BERT | PoWER-BERT | change "
              "| BERT, same budget | retention (first seed) | target / FLOP bound "
              "| measured speed-up: median [min-max] per seed | paper BERT -> PoWER "
-             "| paper speed-up | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| paper speed-up | verdict | BERT fine-tuning: rate, epochs (same budget) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summaries, key=lambda s: s["task"]):
         per_seed = ", ".join(f"{m:.2f}x [{spread['min']:.2f}-{spread['max']:.2f}]"
                              for m, spread in zip(s["speedups"], s["speedup_spreads"]))
@@ -186,9 +220,11 @@ def table2(summaries: list[dict], missing: dict[str, str]) -> str:
             f"| {_pm(s['baseline'])} | {_pm(s['power_bert'])} | {_pm(s['change'], sign=True)} "
             f"| {_pm(s['same_budget'])} ({s['same_budget_seeds']}) "
             f"| {','.join(map(str, s['retention']))} | {s['target']:g}x / {s['flop_bound']:.2f}x "
-            f"| {per_seed} | {_paper(s['task'])} | {s['verdict']} |")
+            f"| {per_seed} | {_paper(s['task'])} | {s['verdict']} "
+            f"| {s['learning_rate']:g}{' from ' + s['init_from'] if s['init_from'] else ''}, "
+            f"{s['baseline_epochs']} ({s['same_budget_epochs']}) |")
     for task, reason in sorted(missing.items()):
-        lines.append(f"| {task} | {reason} | | | | | | | | | | {_paper(task)} | |")
+        lines.append(f"| {task} | {reason} | | | | | | | | | | {_paper(task)} | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -197,8 +233,8 @@ def grouping(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, .
     """Plain baselines against the same fine-tunes with `flag` (--length_grouping), over
     the seeds that have both: mean +- std of each, the paired change, the ratio of mean
     epoch seconds, and whether the change exceeds the seed spread; None without a pair."""
-    pairs = [(runs[start.name(s)], runs[f"grouped_seed{s}"]) for s in seeds
-             if start.name(s) in runs and f"grouped_seed{s}" in runs]
+    pairs = [(runs[start.name(s)], runs[f"grouped_{start.tag}_seed{s}"]) for s in seeds
+             if start.name(s) in runs and f"grouped_{start.tag}_seed{s}" in runs]
     if not pairs:
         return None
     plain, grouped = ([run["best_dev"] for run in side] for side in zip(*pairs))

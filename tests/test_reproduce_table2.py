@@ -50,30 +50,38 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert "Quick smoke mode" in (out / "table2.md").read_text()
 
     runs = out / "table2" / "SST-2"
-    grid = json.loads((runs / "finetune_lr0.0001_seed1.json").read_text())
+    grid = json.loads((runs / "finetune_lr0.0001_e1_seed1.json").read_text())
     assert grid["arm"] == "grid" and len(grid["history"]) == 1
+    longer = json.loads((runs / "finetune_lr0.0001_e2_seed1.json").read_text())
+    assert longer["arm"] == "grid" and len(longer["history"]) == 2  # the longer schedule
+    chosen = "lr0.0001_e1" if grid["best_dev"] >= longer["best_dev"] else "lr0.0001_e2"
     assert grid["git_commit"] and grid["wall_seconds"] > 0
     assert "--max_train_examples=64" in grid["commands"][0]
-    power = json.loads((runs / "power_seed1.json").read_text())
+    power = json.loads((runs / f"power_{chosen}_seed1.json").read_text())
+    assert power["baseline"] == f"finetune_{chosen}_seed1"
     assert power["target_speedup"] == 2.0 and 2.0 <= power["flop_bound"] <= 2.1
     assert power["speedup_spread"]["rounds"] == 2  # --timing_repeats=2 in quick mode
     assert (out / "target_search.png").stat().st_size > 1000  # bound vs step
     assert "SST-2  target 2x, reached" in result.stdout
     # The search stage ran the search once, ahead of retrain, and recorded it.
-    assert result.stdout.count("power_seed1: search") == 1
+    assert result.stdout.count(f"power_{chosen}_seed1: search") == 1
     target = json.loads((out / "target_search_SST-2.json").read_text())
     assert "--phase=search" in target["command"] and target["within_5_percent"]
     assert target["retention"] == power["retention"]
     assert [c.split("--phase=")[1].split()[0] for c in power["commands"]] == [
         "search", "retrain", "evaluate"]
-    grouped = json.loads((runs / "grouped_seed1.json").read_text())
+    grouped = json.loads((runs / f"grouped_{chosen}_seed1.json").read_text())
     assert grouped["arm"] == "grouped" and "--length_grouping=50" in grouped["command"]
     assert "## Length grouping (--length_grouping=50)" in (out / "table2.md").read_text()
-    budget = json.loads((runs / "same_budget_seed1.json").read_text())
-    assert budget["epochs"] == 1 + 1 + 1 and len(budget["history"]) == 3  # one a phase
+    epochs = int(chosen.split("_e")[1])
+    budget = json.loads((runs / f"finetune_lr0.0001_e{epochs + 2}_seed1.json").read_text())
+    assert budget["arm"] == "same_budget"  # + one epoch of search and one of retrain
+    assert budget["epochs"] == epochs + 2 and len(budget["history"]) == epochs + 2
     assert rows["SST-2"][10:12] == ["93.0 -> 92.1", "2.4x"]  # the paper's, beside
+    assert rows["SST-2"][13] == f"0.0001, {epochs} ({epochs + 2})"
 
-    tradeoff = json.loads((runs / "tradeoff_SST-2_seed1_target2.json").read_text())
+    ablation = runs / f"ablation_{chosen}"
+    tradeoff = json.loads((ablation / "tradeoff_SST-2_seed1_target2.json").read_text())
     attention, head = tradeoff["points"]
     assert "--targets=2" in tradeoff["command"] and "--tag=seed1_target2" in tradeoff["command"]
     summary = json.loads((out / "ablation_SST-2.json").read_text())
@@ -82,9 +90,10 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert (out / "ablation_SST-2.png").stat().st_size > 1000
     assert [attention["kind"], head["kind"]] == ["PoWER-BERT (Attn-WS)", "Head-WS"]
     assert head["retention"] == attention["retention"]  # the same counts...
-    head_dir = out / "SST-2/ablation_seed1/SST-2/target_2_head/SST-2"
+    head_dir = out / f"SST-2/ablation_{chosen}_seed1/SST-2/target_2_head/SST-2"
     assert (head_dir / "search").resolve() == (
-        out / "SST-2/ablation_seed1/SST-2/target_2/SST-2/search").resolve()  # ...and weights
+        out / f"SST-2/ablation_{chosen}_seed1/SST-2/target_2/SST-2/search"
+    ).resolve()  # ...and weights
     assert json.loads((head_dir / "retrain/run.json").read_text())["selection"] == "head"
     for name in ("analysis_diffusion", "analysis_scoring", "analysis_elimination",
                  "analysis_retention"):
@@ -102,7 +111,7 @@ def test_failed_task_is_listed_and_exit_is_nonzero(tmp_path):
     assert "error: 1 task(s) failed: WNLI" in result.stderr
     assert "Traceback" not in result.stderr
     row = _rows(tmp_path / "table2.md")["WNLI"]
-    assert row[0] == ("failed: finetune_lr0.0001_seed1 finetune: model folder /nonexistent "
+    assert row[0] == ("failed: finetune_lr0.0001_e1_seed1 finetune: model folder /nonexistent "
                       "does not exist")
 
 
@@ -118,10 +127,13 @@ def test_table_from_committed_results(tmp_path):
     """--notrain builds the table from the run files alone: mean +- std over seeds."""
     runs = tmp_path / "results" / "table2" / "STS-B"
     runs.mkdir(parents=True)
+    for name, dev in (("lr5e-05_e5", 0.82), ("lr0.0001_e5", 0.80), ("lr5e-05_e10", 0.80)):
+        (runs / f"finetune_{name}_seed1.json").write_text(json.dumps({"best_dev": dev,
+                                                                      "best_epoch": 4}))
     for seed, (base, power, speedup) in enumerate([(0.80, 0.795, 2.0), (0.82, 0.805, 2.2),
                                                    (0.84, 0.84, 2.1)], start=1):
-        (runs / f"power_seed{seed}.json").write_text(json.dumps(_power(seed, base, power,
-                                                                        speedup)))
+        (runs / f"power_lr5e-05_e5_seed{seed}.json").write_text(json.dumps(
+            _power(seed, base, power, speedup)))
     result = _run("--notrain", "--tasks=STS-B,RTE", f"--output_dir={tmp_path / 'none'}",
                   f"--results_dir={tmp_path / 'results'}")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -130,45 +142,62 @@ def test_table_from_committed_results(tmp_path):
     sts = rows["STS-B"]
     assert sts[:6] == ["spearman", "3", "0.0", "82.0 ± 2.0", "81.3 ± 2.4", "-0.7 ± 0.8"]
     assert sts[9].startswith("2.00x [1.90-2.10], 2.20x")
-    assert sts[12] == "within 1 point; speed-up at or above the paper's"
+    assert sts[12] == ("within 1 point; -0.5 points against the same-budget BERT (1 of 3 "
+                       "seeds); speed-up at or above the paper's")
+    assert sts[13] == "5e-05, 5 (10)"  # the same-budget control: the e10 grid point
+    assert sts[6] == "80.0 ± 0.0 (1)"
+    # A longer schedule that scores higher is chosen: the runs move out of the table.
+    (runs / "finetune_lr5e-05_e10_seed1.json").write_text(json.dumps({"best_dev": 0.83,
+                                                                      "best_epoch": 7}))
+    assert _run("--notrain", "--tasks=STS-B", f"--output_dir={tmp_path / 'none'}",
+                f"--results_dir={tmp_path / 'results'}").returncode == 0
+    table = (tmp_path / "results" / "table2.md").read_text()
+    assert _rows(tmp_path / "results" / "table2.md")["STS-B"][0].startswith(
+        "in progress, PoWER-BERT from lr5e-05_e10 to run; grid lr0.0001_e5: 80.0 (epoch 4)")
+    others = table.split("## PoWER-BERT from baselines other than the grid's choice")[1]
+    assert "| STS-B | spearman | 3 |" in others
+    assert "its grid since chose lr5e-05_e10; within 1 point" in others
 
 
 def test_a_gain_without_a_same_budget_control_is_said_so():
-    from experiments.results_table import summarize
+    from experiments.results_table import Start, summarize
 
-    runs = {"power_seed1": _power(1, 0.80, 0.82, 2.5)}
+    start, budget = Start(5e-5, None, 2), Start(5e-5, None, 7)
+    runs = {"power_lr5e-05_e2_seed1": _power(1, 0.80, 0.82, 2.5)}
     assert "gains 2.0 points, which training longer may explain" in summarize(
-        "SST-2", runs, (1,))["verdict"]
-    runs["same_budget_seed1"] = {"best_dev": 0.83}
-    verdict = summarize("SST-2", runs, (1,))["verdict"]
+        "SST-2", runs, start, (1,), budget)["verdict"]
+    runs["finetune_lr5e-05_e7_seed1"] = {"best_dev": 0.83}
+    verdict = summarize("SST-2", runs, start, (1,), budget)["verdict"]
     assert "gains 2.0" not in verdict and "-1.0 points against the same-budget BERT" in verdict
 
 
 def test_a_same_budget_control_that_training_longer_lifts_is_said_so():
-    from experiments.results_table import summarize
+    from experiments.results_table import Start, summarize
 
-    runs = {"power_seed1": _power(1, 0.85, 0.845, 2.5), "same_budget_seed1": {"best_dev": 0.87}}
-    verdict = summarize("STS-B", runs, (1,))["verdict"]
+    start, budget = Start(1e-4, None, 5), Start(1e-4, None, 10)
+    runs = {"power_lr0.0001_e5_seed1": _power(1, 0.85, 0.845, 2.5),
+            "finetune_lr0.0001_e10_seed1": {"best_dev": 0.87}}
+    verdict = summarize("STS-B", runs, start, (1,), budget)["verdict"]
     assert verdict.startswith("within 1 point; -2.5 points against the same-budget BERT,")
     assert "outside 1 point of it" in verdict
     # Paired by seed: seed 2 has no control yet, so only seed 1's difference counts.
-    runs["power_seed2"] = _power(2, 0.80, 0.70, 2.5)
-    verdict = summarize("STS-B", runs, (1, 2))["verdict"]
+    runs["power_lr0.0001_e5_seed2"] = _power(2, 0.80, 0.70, 2.5)
+    verdict = summarize("STS-B", runs, start, (1, 2), budget)["verdict"]
     assert "-2.5 points against the same-budget BERT (1 of 2 seeds)" in verdict
 
 
 def test_a_baseline_trained_again_away_from_its_record_is_named():
     from experiments.results_table import Start, retrained_baseline_lines
 
-    start = Start(1e-4, "MRPC")
+    start = Start(1e-4, "MRPC", 5)
     power = {**_power(1, 0.567, 0.570, 3.7),
              "cpu": {"name": "AMD EPYC", "features": ["avx512f", "avx2"]}}
-    runs = {"power_seed1": power, start.name(1): {"best_dev": 0.628},
-            "power_seed2": _power(2, 0.60, 0.60, 3.6), start.name(2): {"best_dev": 0.603}}
+    runs = {start.power_name(1): power, start.name(1): {"best_dev": 0.628},
+            start.power_name(2): _power(2, 0.60, 0.60, 3.6), start.name(2): {"best_dev": 0.603}}
     lines = retrained_baseline_lines("RTE", runs, start, (1, 2, 3))
     assert lines == ["RTE seed 1: its baseline, trained again on AMD EPYC (avx512f, avx2), "
                      "reached 56.7 against the recorded 62.8 "
-                     "(`finetune_lr0.0001_fromMRPC_seed1.json`); the row compares PoWER-BERT "
+                     "(`finetune_lr0.0001_fromMRPC_e5_seed1.json`); the row compares PoWER-BERT "
                      "with the baseline it was searched from."]  # seed 2 within 0.5 points
 
 
@@ -215,17 +244,28 @@ def test_grid_of_starts_and_its_choice():
     from experiments.results_table import Start, choose_start
     from experiments.table2_runs import PLANS
 
-    starts = PLANS["RTE"].starts
+    plan = PLANS["RTE"]
+    starts = plan.starts
     assert [start.name(1) for start in starts] == [
-        "finetune_lr5e-05_seed1", "finetune_lr0.0001_seed1",
-        "finetune_lr5e-05_fromMRPC_seed1", "finetune_lr0.0001_fromMRPC_seed1"]
+        "finetune_lr5e-05_e5_seed1", "finetune_lr0.0001_e5_seed1",
+        "finetune_lr5e-05_fromMRPC_e5_seed1", "finetune_lr0.0001_fromMRPC_e5_seed1"]
     runs = {name: {"best_dev": dev} for name, dev in zip(
         [start.name(1) for start in starts], [0.55, 0.53, 0.61, 0.61])}
-    assert choose_start(runs, starts[:3], 1) == Start(5e-5, "MRPC")
-    assert choose_start(runs, starts, 1) == Start(5e-5, "MRPC")  # tie: the smaller rate
-    runs["finetune_lr5e-05_fromMRPC_seed1"]["best_dev"] = 0.55
-    assert choose_start(runs, starts[:3], 1) == Start(5e-5)  # tie: the pre-trained start
-    del runs["finetune_lr0.0001_seed1"]
+    assert choose_start(runs, starts[:3], 1) == Start(5e-5, "MRPC", 5)
+    assert choose_start(runs, starts, 1) == Start(5e-5, "MRPC", 5)  # tie: the smaller rate
+    runs["finetune_lr5e-05_fromMRPC_e5_seed1"]["best_dev"] = 0.55
+    assert choose_start(runs, starts[:3], 1) == Start(5e-5, None, 5)  # tie: pre-trained
+    # Then the longer schedule at the chosen point; on a tie the shorter one.
+    chosen = Start(5e-5, None, 5)
+    assert [s.name(1) for s in plan.schedules(chosen)] == [
+        "finetune_lr5e-05_e5_seed1", "finetune_lr5e-05_e10_seed1"]
+    assert choose_start(runs, plan.schedules(chosen), 1) is None  # not run yet
+    runs["finetune_lr5e-05_e10_seed1"] = {"best_dev": 0.55}
+    assert choose_start(runs, plan.schedules(chosen), 1) == chosen
+    runs["finetune_lr5e-05_e10_seed1"]["best_dev"] = 0.56
+    assert choose_start(runs, plan.schedules(chosen), 1) == Start(5e-5, None, 10)
+    assert plan.same_budget(Start(5e-5, None, 10)) == Start(5e-5, None, 15)
+    del runs["finetune_lr0.0001_e5_seed1"]
     assert choose_start(runs, starts, 1) is None  # a point unfinished
 
 
@@ -246,20 +286,24 @@ def test_a_warm_started_grid_point_fine_tunes_from_the_chosen_baseline(tmp_path,
 
     monkeypatch.setattr(runner, "run_glue", run_glue)
     study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
-    start = Start(5e-5, "MRPC")
+    start = Start(5e-5, "MRPC", 5)
     with pytest.raises(PowerBertError, match="run MRPC's grid first"):
-        table2_runs.finetune(study, "RTE", start, 1, 5, start.name(1), "grid")
-    for lr, dev in ((5e-5, 0.83), (1e-4, 0.86)):
-        (study.results("MRPC") / f"finetune_lr{lr:g}_seed1.json").parent.mkdir(
+        table2_runs.finetune(study, "RTE", start, 1, start.name(1), "grid")
+    # MRPC's rate grid chose 1e-4; its longer schedule (better still) is not the source:
+    # the warm start comes from the rate grid's choice.
+    for name, dev in (("lr5e-05_e5", 0.83), ("lr0.0001_e5", 0.86), ("lr0.0001_e10", 0.87)):
+        (study.results("MRPC") / f"finetune_{name}_seed1.json").parent.mkdir(
             parents=True, exist_ok=True)
-        (study.results("MRPC") / f"finetune_lr{lr:g}_seed1.json").write_text(
+        (study.results("MRPC") / f"finetune_{name}_seed1.json").write_text(
             json.dumps({"best_dev": dev, "metric": "accuracy"}))
-    init = study.runs("MRPC") / "finetune_lr0.0001_seed1" / "MRPC" / "finetune" / "model.keras"
+    init = (study.runs("MRPC") / "finetune_lr0.0001_e5_seed1" / "MRPC" / "finetune"
+            / "model.keras")
     init.parent.mkdir(parents=True)
     init.write_bytes(b"model")  # MRPC's chosen baseline is on disk: not trained again
-    table2_runs.finetune(study, "RTE", start, 1, 5, start.name(1), "grid")
+    table2_runs.finetune(study, "RTE", start, 1, start.name(1), "grid")
     assert len(calls) == 1 and f"--init_checkpoint={init}" in calls[-1]
-    record = json.loads((study.results("RTE") / "finetune_lr5e-05_fromMRPC_seed1.json")
+    assert "--finetune_epochs=5" in calls[-1]
+    record = json.loads((study.results("RTE") / "finetune_lr5e-05_fromMRPC_e5_seed1.json")
                         .read_text())
     assert record["init_from"] == "MRPC" and "--init_checkpoint" in record["command"]
 
@@ -284,30 +328,33 @@ def test_a_finished_baseline_without_its_model_is_trained_again(tmp_path, monkey
 
     monkeypatch.setattr(runner, "run_glue", run_glue)
     study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
-    for task, names, dev in (("MRPC", ["finetune_lr5e-05_seed1", "finetune_lr0.0001_seed1"],
-                              [0.83, 0.86]),
+    for task, names, dev in (("MRPC", ["finetune_lr5e-05_e5_seed1",
+                               "finetune_lr0.0001_e5_seed1"], [0.83, 0.86]),
                              ("RTE", [s.name(1) for s in table2_runs.PLANS["RTE"].starts],
                               [0.55, 0.53, 0.56, 0.54])):
         study.results(task).mkdir(parents=True)
         for name, best in zip(names, dev):
             (study.results(task) / f"{name}.json").write_text(
                 json.dumps({"best_dev": best, "metric": "f1", "arm": "grid"}))
-    recorded = (study.results("RTE") / "finetune_lr5e-05_fromMRPC_seed1.json").read_text()
+    recorded = (study.results("RTE") / "finetune_lr5e-05_fromMRPC_e5_seed1.json").read_text()
 
-    table2_runs.baseline(study, "RTE", Start(5e-5, "MRPC"), 1)
+    table2_runs.baseline(study, "RTE", Start(5e-5, "MRPC", 5), 1)
     assert [(task, name) for task, name, _ in calls] == [
-        ("MRPC", "finetune_lr0.0001_seed1"), ("RTE", "finetune_lr5e-05_fromMRPC_seed1")]
+        ("MRPC", "finetune_lr0.0001_e5_seed1"), ("RTE", "finetune_lr5e-05_fromMRPC_e5_seed1")]
     assert "--learning_rate=0.0001" in calls[0][2] and "--finetune_epochs=5" in calls[0][2]
-    mrpc = study.runs("MRPC") / "finetune_lr0.0001_seed1" / "MRPC" / "finetune" / "model.keras"
+    mrpc = (study.runs("MRPC") / "finetune_lr0.0001_e5_seed1" / "MRPC" / "finetune"
+            / "model.keras")
     assert f"--init_checkpoint={mrpc}" in calls[1][2]
-    assert (study.results("RTE") / "finetune_lr5e-05_fromMRPC_seed1.json").read_text() == recorded
+    assert (study.results("RTE") / "finetune_lr5e-05_fromMRPC_e5_seed1.json").read_text() == (
+        recorded)
     out = capsys.readouterr().out
-    assert "MRPC: finetune_lr0.0001_seed1 trained again: best dev 0.8600 (as recorded)" in out
+    assert "MRPC: finetune_lr0.0001_e5_seed1 trained again: best dev 0.8600 (as recorded)" in out
     assert "best dev 0.8600 (recorded 0.5600)" in out  # a different result is said
 
-    table2_runs.baseline(study, "RTE", Start(5e-5, "MRPC"), 1)
+    table2_runs.baseline(study, "RTE", Start(5e-5, "MRPC", 5), 1)
     assert len(calls) == 2  # both models on disk now
-    table2_runs.finetune(study, "RTE", Start(1e-4), 1, 5, "finetune_lr0.0001_seed1", "grid")
+    grid = Start(1e-4, None, 5)
+    table2_runs.finetune(study, "RTE", grid, 1, grid.name(1), "grid")
     assert len(calls) == 2  # the grid stage needs no model
 
 
@@ -329,15 +376,16 @@ def test_a_task_measured_under_the_paper_is_re_aimed(tmp_path, monkeypatch):
         raise AssertionError("nothing should run")
 
     monkeypatch.setattr(runner, "run_glue", run_glue)
-    baseline = study.runs("STS-B") / "finetune_lr5e-05_seed1" / "STS-B" / "finetune"
+    start = Start(5e-5, None, 10)
+    baseline = study.runs("STS-B") / start.name(1) / "STS-B" / "finetune"
     baseline.mkdir(parents=True)
     (baseline / "model.keras").write_bytes(b"model")
-    (study.results("STS-B") / "finetune_lr5e-05_seed1.json").write_text("{}")
-    searched = study.runs("STS-B") / "power_seed1" / "STS-B" / "search" / "run.json"
+    (study.results("STS-B") / f"{start.name(1)}.json").write_text("{}")
+    searched = study.runs("STS-B") / start.power_name(1) / "STS-B" / "search" / "run.json"
     searched.parent.mkdir(parents=True)
     searched.write_text(json.dumps({"target_speedup": 2.1}))
     with pytest.raises(PowerBertError, match="searched to another target than 2.276x"):
-        table2_runs.power(study, "STS-B", Start(5e-5), 1)
+        table2_runs.power(study, "STS-B", start, 1)
 
 
 def _ablation_run(folder: Path, seed: int, name: str, points: list[tuple]) -> None:
@@ -352,9 +400,9 @@ def test_ablation_summary_over_seeds(tmp_path):
     set against the seed spread."""
     from experiments.ablation_figure import write_summary
 
-    folder = tmp_path / "table2" / "RTE"
+    folder = tmp_path / "table2" / "RTE" / "ablation_lr0.0001_fromMRPC_e5"
     folder.mkdir(parents=True)
-    assert write_summary(tmp_path, "RTE") is None
+    assert write_summary(tmp_path, "RTE", folder) is None
     for seed, (ours, head, rand) in enumerate([(0.60, 0.52, 0.59), (0.62, 0.53, 0.63),
                                                (0.61, 0.54, 0.60)], start=1):
         _ablation_run(folder, seed, "target2", [("PoWER-BERT (Attn-WS)", "target=2x", ours, 0.5),
@@ -362,7 +410,7 @@ def test_ablation_summary_over_seeds(tmp_path):
                                                 ("Rand-WS", "target=2x", rand, 0.52)])
         _ablation_run(folder, seed, "keep2", [("drop top layers", "2 layers", 0.55, 0.36)])
     (folder / "tradeoff_RTE_seed1.json").write_text("{}")  # not a per-point run: ignored
-    path = write_summary(tmp_path, "RTE")
+    path = write_summary(tmp_path, "RTE", folder)
     summary = json.loads(path.read_text())
     assert path.with_suffix(".png").stat().st_size > 1000
     rows = {(row["kind"], row["label"]): row for row in summary["rows"]}
@@ -381,23 +429,24 @@ def test_ablation_summary_over_seeds(tmp_path):
 def test_length_grouping_against_the_seed_spread():
     from experiments.results_table import Start, grouping, grouping_table
 
-    start = Start(5e-5)
+    start = Start(5e-5, None, 10)
 
     def run(seed: int, dev: float, seconds: float) -> dict:
         return {"seed": seed, "metric": "matthews", "best_dev": dev,
                 "history": [{"seconds": seconds}, {"seconds": seconds + 2}]}
 
-    runs = {start.name(1): run(1, 0.35, 100), "grouped_seed1": run(1, 0.36, 50)}
+    runs = {start.name(1): run(1, 0.35, 100), "grouped_lr5e-05_e10_seed1": run(1, 0.36, 50)}
     assert grouping("CoLA", {}, start, (1, 2, 3), "--length_grouping=50") is None
     one = grouping("CoLA", runs, start, (1, 2, 3), "--length_grouping=50")
     assert one["verdict"] == "one seed: no spread to compare with" and one["seeds"] == [1]
     assert one["epoch_time_ratio"] == pytest.approx((101 / 51, 0.0))
-    runs.update({start.name(2): run(2, 0.33, 100), "grouped_seed2": run(2, 0.335, 50),
+    runs.update({start.name(2): run(2, 0.33, 100), "grouped_lr5e-05_e10_seed2": run(2, 0.335, 50),
                  start.name(3): run(3, 0.37, 100)})  # seed 3 not grouped yet: left out
     two = grouping("CoLA", runs, start, (1, 2, 3), "--length_grouping=50")
     assert two["seeds"] == [1, 2] and two["change"][0] == pytest.approx(0.0075)
     assert two["verdict"] == "within the seed spread"  # 0.75 points < std 1.8
-    runs["grouped_seed1"]["best_dev"], runs["grouped_seed2"]["best_dev"] = 0.25, 0.24
+    for seed, dev in ((1, 0.25), (2, 0.24)):
+        runs[f"grouped_lr5e-05_e10_seed{seed}"]["best_dev"] = dev
     assert grouping("CoLA", runs, start, (1, 2),
                     "--length_grouping=50")["verdict"] == "exceeds the seed spread"
     assert "| CoLA | matthews | 2 | 34.0 ± 1.4 | 34.8 ± 1.8 | +0.8 ± 0.4 | 1.98x" in (
