@@ -103,7 +103,7 @@ def run_stage(study: Study, stage: str, task: str) -> None:
     elif stage == "grouping" and (task in GROUPING_TASKS or study.quick):
         for seed in plan.seeds:  # the plain baseline's JSON, not its model, is compared
             baseline(study, task, start, seed, need_model=False)
-            finetune(study, task, start, seed, f"grouped_{start.tag}_seed{seed}", "grouped",
+            finetune(study, task, start, seed, start.grouped_name(seed), "grouped",
                      extra=(GROUPING_FLAG,))
     elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
         for seed in plan.seeds:
@@ -115,7 +115,7 @@ def run_stage(study: Study, stage: str, task: str) -> None:
 def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
     started, summaries, others = time.time(), [], []
     with_data = {task: load(study.results(task)) for task in tasks if task not in missing}
-    starts = {task: study.chosen(task) for task in with_data}
+    starts = {task: study.plan(task).choose(runs) for task, runs in with_data.items()}
     for task, runs in with_data.items():
         plan, start = study.plan(task), starts[task]
         summary = (None if start is None else

@@ -78,7 +78,12 @@ class Start:
         """The PoWER-BERT run searched from this baseline, e.g. power_lr0.0001_e5_seed1."""
         return f"power_{self.tag}_seed{seed}"
 
+    def grouped_name(self, seed: int) -> str:
+        """This baseline fine-tuned with --length_grouping, e.g. grouped_lr5e-05_e10_seed1."""
+        return f"grouped_{self.tag}_seed{seed}"
+
     def longer(self, epochs: int) -> "Start":
+        """The same start on a schedule `epochs` longer."""
         return dataclasses.replace(self, epochs=self.epochs + epochs)
 
 
@@ -233,8 +238,8 @@ def grouping(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, .
     """Plain baselines against the same fine-tunes with `flag` (--length_grouping), over
     the seeds that have both: mean +- std of each, the paired change, the ratio of mean
     epoch seconds, and whether the change exceeds the seed spread; None without a pair."""
-    pairs = [(runs[start.name(s)], runs[f"grouped_{start.tag}_seed{s}"]) for s in seeds
-             if start.name(s) in runs and f"grouped_{start.tag}_seed{s}" in runs]
+    pairs = [(runs[start.name(s)], runs[start.grouped_name(s)]) for s in seeds
+             if start.name(s) in runs and start.grouped_name(s) in runs]
     if not pairs:
         return None
     plain, grouped = ([run["best_dev"] for run in side] for side in zip(*pairs))

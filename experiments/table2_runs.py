@@ -53,6 +53,14 @@ class TaskPlan:
         """`start` and the longer schedules at its rate and start."""
         return (start, *(dataclasses.replace(start, epochs=e) for e in self.longer_schedules))
 
+    def choose(self, runs: dict[str, dict], schedule: bool = True) -> Start | None:
+        """The grid's choice among `runs` (with `schedule`, among the longer schedules
+        too); None while a grid point is unfinished."""
+        start = choose_start(runs, self.starts, self.seeds[0])
+        if start is None or not schedule:
+            return start
+        return choose_start(runs, self.schedules(start), self.seeds[0])
+
     def same_budget(self, start: Start) -> Start:
         """The control: `start` fine-tuned for as many more epochs as search and retrain add."""
         return start.longer(self.search_epochs + self.retrain_epochs)
@@ -137,13 +145,8 @@ class Study:
         return [f"--model={self.model}", *self.plan(task).flags, *extra]
 
     def chosen(self, task: str, schedule: bool = True) -> Start | None:
-        """The grid's choice for `task` (with `schedule`, among the longer schedules too);
-        None while a grid point is unfinished."""
-        plan, runs = self.plan(task), load(self.results(task))
-        start = choose_start(runs, plan.starts, plan.seeds[0])
-        if start is None or not schedule:
-            return start
-        return choose_start(runs, plan.schedules(start), plan.seeds[0])
+        """`TaskPlan.choose` over the task's finished runs."""
+        return self.plan(task).choose(load(self.results(task)), schedule)
 
     def chosen_power_run(self, task: str) -> Path | None:
         """The first seed's PoWER-BERT run file from the grid's choice, once finished."""
