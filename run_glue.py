@@ -121,6 +121,11 @@ flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "auto"], "Inference prec
                   "evaluate and export (SavedModel): bf16 computes the encoder in bfloat16 "
                   "(inputs and outputs stay int32 / float32); auto is bf16 on a GPU / TPU or "
                   "a CPU with AMX-BF16 or AVX512-BF16, fp32 elsewhere.")
+flags.DEFINE_enum("train_precision", "fp32", ["fp32", "bf16"], "What the encoder computes "
+                  "in while fine-tuning, searching and retraining: bf16 is Keras's mixed "
+                  "bfloat16 (bfloat16 matrix multiplies, float32 variables, updates, logits "
+                  "and saved weights; faster where the hardware multiplies in bfloat16: a "
+                  "GPU / TPU, a CPU with AMX-BF16). Evaluate and export read --precision.")
 flags.DEFINE_string("train_file", None, "--task=custom: training file, .tsv, .csv (quoted "
                     "fields may hold commas and newlines) or .jsonl (one JSON object a line).")
 flags.DEFINE_string("dev_file", None, "--task=custom: dev file (.tsv, .csv or .jsonl).")
@@ -200,7 +205,7 @@ def config_from_flags() -> RunConfig:
         dynamic_padding=FLAGS.dynamic_padding, length_grouping=FLAGS.length_grouping,
         export_dir=FLAGS.export_dir, export_version=FLAGS.export_version,
         export_format=FLAGS.format, onnx_batch_size=FLAGS.onnx_batch_size,
-        precision=FLAGS.precision,
+        precision=FLAGS.precision, train_precision=FLAGS.train_precision,
         custom=_custom_spec())
 
 

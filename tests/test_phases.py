@@ -253,3 +253,42 @@ def test_init_checkpoint_starts_from_another_tasks_encoder(tiny, finetuned, tmp_
                                init_checkpoint=str(finetuned / "custom" / "finetune"), **rte))
     with pytest.raises(PowerBertError, match="--init_checkpoint starts the fine-tune phase"):
         make_config(tiny, tmp_path / "x", phase="search", init_checkpoint="a.keras")
+
+
+def test_bfloat16_training_keeps_float32_variables_and_saves_float32(tiny, tmp_path,
+                                                                      monkeypatch):
+    """--train_precision=bf16: every training phase's encoder computes in bfloat16 with
+    float32 variables, the logits stay float32, and the saved models load (and are
+    evaluated) as float32."""
+    from power_bert_tf.pipeline import fitting
+
+    seen = []
+
+    class Recording(fitting.Trainer):
+        def __init__(self, model, *args, **kwargs):
+            super().__init__(model, *args, **kwargs)
+            attention = model.encoder.get_layer("layer_1_attention")
+            seen.append({"encoder": model.encoder.dtype_policy.name,
+                         "compute": attention.compute_dtype,
+                         "logits": model.get_layer("logits").compute_dtype,
+                         "variables": {v.dtype for v in model.trainable_variables}})
+
+    monkeypatch.setattr(fitting, "Trainer", Recording)
+    results = phases.run(make_config(tiny, tmp_path, train_precision="bf16",
+                                     finetune_epochs=1, search_epochs=1, retrain_epochs=1))
+    assert seen == 3 * [{"encoder": "mixed_bfloat16", "compute": "bfloat16",
+                         "logits": "float32", "variables": {"float32"}}]
+    assert keras.config.dtype_policy().name == "float32"
+    for phase in ("finetune", "search", "retrain"):
+        history = read(tmp_path / "custom" / phase / "history.json")
+        assert np.isfinite(history[-1]["train_loss"])
+        loaded = keras.saving.load_model(tmp_path / "custom" / phase / "model.keras")
+        assert loaded.encoder.dtype_policy.name == "float32"
+        assert {v.dtype for v in loaded.weights if "seed" not in v.path} == {"float32"}
+    masses = read(tmp_path / "custom" / "search" / "history.json")[-1]["masses"]
+    assert all(m < 16 for m in masses), "r trains under bfloat16 too"
+    assert results["evaluate"]["speedup"] > 0
+    assert read(tmp_path / "custom" / "finetune" / "run.json")["config"][
+        "train_precision"] == "bf16"
+    with pytest.raises(PowerBertError, match="--train_precision='fp16' is not one of fp32, bf16"):
+        make_config(tiny, tmp_path / "x", train_precision="fp16")

@@ -9,6 +9,7 @@ from typing import Any
 from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.config import MODEL_TYPES, SELECTIONS
+from power_bert_tf.model.policy import TRAINING_PRECISIONS
 from power_bert_tf.serving.precision import REQUESTS
 
 
@@ -88,6 +89,7 @@ class RunConfig:
     export_format: str = "saved_model"  # or "onnx"
     onnx_batch_size: int = 0  # --format=onnx: a fixed batch size of the graph; 0: any
     precision: str = "fp32"  # inference precision of evaluate / export: fp32, bf16 or auto
+    train_precision: str = "fp32"  # what the encoder computes in while training: fp32, bf16
     custom: CustomTaskSpec | None = None
 
     def __post_init__(self) -> None:
@@ -117,6 +119,9 @@ class RunConfig:
         if self.precision not in REQUESTS:
             raise PowerBertError(f"--precision={self.precision!r} is not one of "
                                  f"{', '.join(REQUESTS)}")
+        if self.train_precision not in TRAINING_PRECISIONS:
+            raise PowerBertError(f"--train_precision={self.train_precision!r} is not one of "
+                                 f"{', '.join(TRAINING_PRECISIONS)}")
         if self.export_format not in ("saved_model", "onnx"):
             raise PowerBertError(f"--format={self.export_format!r} is not one of "
                                  f"saved_model, onnx")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from power_bert_tf.model.classifier import BertClassifier
+from power_bert_tf.model.policy import TRAINING_POLICIES, dtype_policy
 from power_bert_tf.pipeline.context import Context
 from power_bert_tf.pipeline.fitting import fit_phase, total_steps
 from power_bert_tf.training.optimization import adam
@@ -15,7 +16,8 @@ def finetune(ctx: Context) -> dict:
     config, started = ctx.config, time.time()
     folder = ctx.prepare_output("finetune")
     with ctx.strategy.scope():
-        encoder = ctx.pretrained.build_encoder(sequence_length=config.max_seq_length)
+        with dtype_policy(TRAINING_POLICIES[config.train_precision]):
+            encoder = ctx.pretrained.build_encoder(sequence_length=config.max_seq_length)
         if config.init_checkpoint:  # intermediate-task transfer: another task's encoder
             encoder.set_weights(ctx.init_encoder_weights())
         model = BertClassifier(encoder, ctx.task.num_classes,

@@ -11,6 +11,7 @@ import numpy as np
 from power_bert_tf.data.pipeline import count_batches
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.factory import build_encoder
+from power_bert_tf.model.policy import TRAINING_POLICIES, dtype_policy
 from power_bert_tf.pipeline.context import Context
 from power_bert_tf.training.checkpoints import save_model_atomic, write_json_atomic
 from power_bert_tf.training.metrics import compute_metrics
@@ -19,10 +20,11 @@ from power_bert_tf.training.trainer import EpochLog, OptimizerGroup, Trainer
 
 def build_classifier(ctx: Context, **extract) -> BertClassifier:
     """A classifier of --model's shape for the task, with `extract` options (random
-    weights; the phase transfers them)."""
+    weights; the phase transfers them), its encoder computing in --train_precision."""
     with ctx.strategy.scope():
-        encoder = build_encoder(ctx.pretrained.config,
-                                sequence_length=ctx.config.max_seq_length, **extract)
+        with dtype_policy(TRAINING_POLICIES[ctx.config.train_precision]):
+            encoder = build_encoder(ctx.pretrained.config,
+                                    sequence_length=ctx.config.max_seq_length, **extract)
         return BertClassifier(encoder, ctx.task.num_classes,
                               dropout=ctx.pretrained.config.dropout)
 

@@ -32,10 +32,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import keras
-
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
+from power_bert_tf.model.policy import dtype_policy
 
 PRECISIONS = ("fp32", "bf16")  # what the encoder computes in
 REQUESTS = (*PRECISIONS, "auto")  # what a user may ask for (`resolve_precision`)
@@ -64,12 +63,8 @@ def with_precision(model: BertClassifier, precision: str) -> BertClassifier:
     if precision == "fp32":
         return model
     encoder = model.encoder
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(KERAS_POLICIES[precision])
-    try:
+    with dtype_policy(KERAS_POLICIES[precision]):
         low = type(encoder).from_config(encoder.get_config())
-    finally:
-        keras.config.set_dtype_policy(previous)
     copy = BertClassifier(low, model.num_classes, model.dropout, name=model.name)
     copy.set_weights(model.get_weights())
     return copy
