@@ -130,6 +130,11 @@ class Trainer:
         return self._traced[key]
 
     # -- public ------------------------------------------------------------------
+    def train_step(self, dataset) -> Callable:
+        """The traced step `(features, labels) -> summed loss` (one optimiser update on
+        every replica) for the distributed `dataset`'s batches."""
+        return self._step_for(self._distributed_train_step, dataset)
+
     def predict(self, dataset: tf.data.Dataset) -> np.ndarray:
         """Outputs (N, C) for a dataset of features (labels, if present, are dropped)."""
         dataset = self.strategy.experimental_distribute_dataset(
@@ -173,7 +178,7 @@ class Trainer:
             with worker_failures(self.strategy, f"epoch {epoch}"):
                 dataset = self.strategy.experimental_distribute_dataset(
                     make_train_dataset(epoch))
-                train_step = self._step_for(self._distributed_train_step, dataset)
+                train_step = self.train_step(dataset)
                 for features, labels in dataset:
                     loss = float(train_step(features, labels))
                     total, steps = total + loss, steps + 1
