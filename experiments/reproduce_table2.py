@@ -18,6 +18,7 @@ For each task with data, in stages (each stage over every task before the next):
            epochs as search and retrain add, every seed;
   grouping (CoLA, STS-B) every seed's baseline fine-tuned again with --length_grouping=50,
            against the seed spread of the plain baselines, before the study adopts it;
+  bf16     the same with --train_precision=bf16 (mixed bfloat16 training);
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
            targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py), every
            seed, one run per seed and point; then ablation_<task>.{json,png}, mean +- std
@@ -44,11 +45,12 @@ from absl import app, flags
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
-from experiments.results_table import (first_aim_line, grouping,  # noqa: E402
-                                       grouping_table, load, power_starts,
-                                       retrained_baseline_lines, summarize, table2)
+from experiments.results_table import lever as lever_row  # noqa: E402
+from experiments.results_table import (first_aim_line, lever_table, load,  # noqa: E402
+                                       power_starts, retrained_baseline_lines, summarize,
+                                       table2)
 from experiments.table2_runs import (ABLATION_TASKS, AIM, MARGIN,  # noqa: E402
-                                     GROUPING_FLAG, GROUPING_TASKS, SMALL, Study, ablation,
+                                     LEVER_TASKS, LEVERS, SMALL, Study, ablation,
                                      ablation_results, baseline, finetune, power,
                                      target_search)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
@@ -57,7 +59,9 @@ from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 
 TASKS = ("CoLA", "RTE", "QQP", "MRPC", "SST-2", "MNLI-m", "MNLI-mm", "QNLI", "STS-B")
-STAGES = ("grid", "search", "power", "seeds", "budget", "grouping", "ablation")
+STAGES = ("grid", "search", "power", "seeds", "budget", *(lever.stage for lever in LEVERS),
+          "ablation")
+LEVERS_BY_STAGE = {lever.stage: lever for lever in LEVERS}
 ANALYSES = ("diffusion", "scoring", "elimination", "retention")
 
 flags.DEFINE_list("tasks", list(TASKS), "Tasks to study, in order; those without data are "
@@ -100,11 +104,12 @@ def run_stage(study: Study, stage: str, task: str) -> None:
         budget = plan.same_budget(start)
         for seed in plan.seeds:
             finetune(study, task, budget, seed, budget.name(seed), "same_budget")
-    elif stage == "grouping" and (task in GROUPING_TASKS or study.quick):
+    elif stage in LEVERS_BY_STAGE and (task in LEVER_TASKS or study.quick):
+        lever = LEVERS_BY_STAGE[stage]
         for seed in plan.seeds:  # the plain baseline's JSON, not its model, is compared
             baseline(study, task, start, seed, need_model=False)
-            finetune(study, task, start, seed, start.grouped_name(seed), "grouped",
-                     extra=(GROUPING_FLAG,))
+            finetune(study, task, start, seed, start.lever_name(lever.arm, seed), lever.arm,
+                     extra=(lever.flag,))
     elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
         for seed in plan.seeds:
             ablation(study, task, start, seed)
@@ -137,12 +142,13 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                    for other in sorted(power_starts(runs) - {start}, key=lambda s: s.tag)
                    for row in [summarize(task, runs, other, plan.seeds,
                                          plan.same_budget(other))] if row]
-    grouped = [row for task, start in starts.items() if start is not None
-               for row in [grouping(task, with_data[task], start, study.plan(task).seeds,
-                                    GROUPING_FLAG)] if row]
+    levers = {lever: [row for task, start in starts.items() if start is not None
+                      for row in [lever_row(task, with_data[task], start,
+                                            study.plan(task).seeds, lever.arm, lever.flag)]
+                      if row] for lever in LEVERS}
     (study.results_dir / "table2_summary.json").write_text(json.dumps(
         {"summaries": summaries, "not_chosen": others, "missing": missing,
-         "length_grouping": grouped,
+         "levers": {lever.arm: rows for lever, rows in levers.items()},
          "command": " ".join(["python", *sys.argv]),
          "git_commit": runner.git_commit(), "wall_seconds": round(time.time() - started, 1)},
         indent=2) + "\n")
@@ -193,13 +199,15 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                      "since beaten, or whose longer schedule has not run yet (the verdict "
                      "says which): kept as run files, not counted above.\n\n"
                      + table2(others, {}))
-    if grouped:
-        markdown += (f"\n## Length grouping ({GROUPING_FLAG}) against the seed spread\n\n"
-                     "Each seed's baseline fine-tuned again with training batches grouped by "
-                     "length (same data, epochs and steps); the change is paired by seed and "
-                     "exceeds the seed spread when larger than either column's std. Epoch "
-                     "time: wall seconds per epoch, dev pass included, under whatever ran "
-                     "beside.\n\n" + grouping_table(grouped))
+    for lever, rows in levers.items():
+        if rows:
+            markdown += (f"\n## {lever.title} ({lever.flag}) against the seed spread\n\n"
+                         "Each seed's baseline fine-tuned again with the flag (same data, "
+                         "epochs and steps); the change is paired by seed and exceeds the seed "
+                         "spread when larger than either column's std. Epoch time: wall "
+                         "seconds per epoch, dev pass included, under whatever ran beside; "
+                         "shown only where both runs of each pair ran on one kind of "
+                         "CPU.\n\n" + lever_table(rows))
     (study.results_dir / "table2.md").write_text(markdown)
     return markdown
 

@@ -5,8 +5,9 @@ by its baseline's `Start` (learning rate, start, epochs of the schedule):
 `finetune_lr<lr>[_from<task>]_e<epochs>_seed<s>.json` (a fine-tune: a point of the grid,
 a seed of the chosen one, or the same-budget control, which is the chosen start fine-tuned
 for as many more epochs as search and retrain add), `power_<start>_seed<s>.json` (search
-to the target, retrain, evaluate from that seed's baseline) and `grouped_<start>_seed<s>`
-(the baseline with --length_grouping).
+to the target, retrain, evaluate from that seed's baseline) and `<arm>_<start>_seed<s>`
+(the baseline with a training lever's flag: `grouped_` --length_grouping, `bf16_`
+--train_precision=bf16).
 """
 from __future__ import annotations
 
@@ -78,9 +79,10 @@ class Start:
         """The PoWER-BERT run searched from this baseline, e.g. power_lr0.0001_e5_seed1."""
         return f"power_{self.tag}_seed{seed}"
 
-    def grouped_name(self, seed: int) -> str:
-        """This baseline fine-tuned with --length_grouping, e.g. grouped_lr5e-05_e10_seed1."""
-        return f"grouped_{self.tag}_seed{seed}"
+    def lever_name(self, arm: str, seed: int) -> str:
+        """This baseline fine-tuned with a training lever's flag, e.g.
+        grouped_lr5e-05_e10_seed1 (`arm` "grouped")."""
+        return f"{arm}_{self.tag}_seed{seed}"
 
     def longer(self, epochs: int) -> "Start":
         """The same start on a schedule `epochs` longer."""
@@ -233,40 +235,49 @@ def table2(summaries: list[dict], missing: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def grouping(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...],
-             flag: str) -> dict | None:
-    """Plain baselines against the same fine-tunes with `flag` (--length_grouping), over
-    the seeds that have both: mean +- std of each, the paired change, the ratio of mean
-    epoch seconds, and whether the change exceeds the seed spread; None without a pair."""
-    pairs = [(runs[start.name(s)], runs[start.grouped_name(s)]) for s in seeds
-             if start.name(s) in runs and start.grouped_name(s) in runs]
+def lever(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...],
+          arm: str, flag: str) -> dict | None:
+    """Plain baselines against the same fine-tunes with a lever's `flag` (runs
+    `start.lever_name(arm, s)`), over the seeds that have both: mean +- std of each, the
+    paired change, whether it exceeds the seed spread, the CPUs, and the ratio of mean
+    epoch seconds where both runs of every pair ran on one kind of CPU (None elsewhere:
+    the ratio would be the CPUs'); None without a pair."""
+    pairs = [(runs[start.name(s)], runs[start.lever_name(arm, s)]) for s in seeds
+             if start.name(s) in runs and start.lever_name(arm, s) in runs]
     if not pairs:
         return None
-    plain, grouped = ([run["best_dev"] for run in side] for side in zip(*pairs))
-    change = mean_std([b - a for a, b in zip(plain, grouped)])
-    spread = max(mean_std(plain)[1], mean_std(grouped)[1])
+    plain, levered = ([run["best_dev"] for run in side] for side in zip(*pairs))
+    change = mean_std([b - a for a, b in zip(plain, levered)])
+    spread = max(mean_std(plain)[1], mean_std(levered)[1])
 
     def epoch_seconds(run: dict) -> float:
         return sum(h["seconds"] for h in run["history"]) / len(run["history"])
 
+    def cpu(run: dict) -> str:
+        return run.get("cpu", {}).get("name", "unknown")
+
+    same_cpu = all(a.get("cpu") and a.get("cpu") == b.get("cpu") for a, b in pairs)
     verdict = ("one seed: no spread to compare with" if len(pairs) < 2 else
                "exceeds the seed spread" if abs(change[0]) > spread else
                "within the seed spread")
-    return {"task": task, "flag": flag, "metric": pairs[0][0]["metric"],
+    return {"task": task, "arm": arm, "flag": flag, "metric": pairs[0][0]["metric"],
             "seeds": [run["seed"] for run, _ in pairs], "plain": mean_std(plain),
-            "grouped": mean_std(grouped), "change": change, "seed_spread": spread,
-            "epoch_time_ratio": mean_std([epoch_seconds(a) / epoch_seconds(b)
-                                          for a, b in pairs]),
+            "lever": mean_std(levered), "change": change, "seed_spread": spread,
+            "cpus": sorted({f"{cpu(a)} / {cpu(b)}" for a, b in pairs}),
+            "epoch_time_ratio": (mean_std([epoch_seconds(a) / epoch_seconds(b)
+                                           for a, b in pairs]) if same_cpu else None),
             "verdict": verdict}
 
 
-def grouping_table(rows: list[dict]) -> str:
-    """Markdown of `grouping` rows."""
-    lines = ["| task | metric | seeds | BERT | BERT, length-grouped | change | epoch time, "
-             "plain / grouped | verdict |", "|---|---|---|---|---|---|---|---|"]
+def lever_table(rows: list[dict]) -> str:
+    """Markdown of one lever's `lever` rows."""
+    flag = rows[0]["flag"] if rows else ""
+    lines = [f"| task | metric | seeds | BERT | BERT, {flag} | change | epoch time, plain / "
+             "lever | CPUs, plain / lever | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["epoch_time_ratio"]
+        shown = f"{ratio[0]:.2f}x ± {ratio[1]:.2f}" if ratio else "not comparable (CPUs differ)"
         lines.append(f"| {r['task']} | {r['metric']} | {len(r['seeds'])} | {_pm(r['plain'])} "
-                     f"| {_pm(r['grouped'])} | {_pm(r['change'], sign=True)} "
-                     f"| {ratio[0]:.2f}x ± {ratio[1]:.2f} | {r['verdict']} |")
+                     f"| {_pm(r['lever'])} | {_pm(r['change'], sign=True)} | {shown} "
+                     f"| {'; '.join(r['cpus'])} | {r['verdict']} |")
     return "\n".join(lines) + "\n"

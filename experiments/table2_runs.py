@@ -96,9 +96,25 @@ QUICK_PLAN = TaskPlan((1e-4,), 1, (1,), (
 # (CoLA, MRPC and STS-B, first aimed x1.05, measured 0.83-0.95 of the bound).
 AIM, MARGIN, FIRST_AIM_RECORD = 1.10, 1.02, "first_aim/power_seed1.json"
 DEFAULT_TARGET = 2.0  # tasks the paper's Table 2 does not have (WNLI, custom)
-# --length_grouping (data.pipeline) is validated before the study adopts it: the
-# baseline of every seed fine-tuned again with it, on two short tasks.
-GROUPING_TASKS, GROUPING_FLAG = ("CoLA", "STS-B"), "--length_grouping=50"
+
+
+@dataclasses.dataclass(frozen=True)
+class Lever:
+    """A training-speed lever, validated before the study adopts it: its stage fine-tunes
+    every seed's baseline again with `flag`, on `LEVER_TASKS`, into `<arm>_<start>_seed<s>`,
+    compared with the plain baselines' seed spread."""
+
+    stage: str
+    arm: str
+    flag: str
+    title: str
+
+
+# --length_grouping (data.pipeline) and --train_precision=bf16 (model.policy), on two
+# short tasks.
+LEVERS = (Lever("grouping", "grouped", "--length_grouping=50", "Length grouping"),
+          Lever("bf16", "bf16", "--train_precision=bf16", "Mixed bfloat16 training"))
+LEVER_TASKS = ("CoLA", "STS-B")
 # The ablation: one tradeoff.py run (one JSON) per seed and target (Attn-WS, Head-WS and
 # Rand-WS from one search), and per seed and kept-layer count, so that each fits a session.
 ABLATION_TASKS = ("SST-2", "RTE")

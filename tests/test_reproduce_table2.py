@@ -73,6 +73,10 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     grouped = json.loads((runs / f"grouped_{chosen}_seed1.json").read_text())
     assert grouped["arm"] == "grouped" and "--length_grouping=50" in grouped["command"]
     assert "## Length grouping (--length_grouping=50)" in (out / "table2.md").read_text()
+    bf16 = json.loads((runs / f"bf16_{chosen}_seed1.json").read_text())
+    assert bf16["arm"] == "bf16" and "--train_precision=bf16" in bf16["command"]
+    assert "## Mixed bfloat16 training (--train_precision=bf16)" in (
+        out / "table2.md").read_text()
     epochs = int(chosen.split("_e")[1])
     budget = json.loads((runs / f"finetune_lr0.0001_e{epochs + 2}_seed1.json").read_text())
     assert budget["arm"] == "same_budget"  # + one epoch of search and one of retrain
@@ -426,31 +430,40 @@ def test_ablation_summary_over_seeds(tmp_path):
     assert verdicts["Rand-WS"][1] == "within the seed spread"
 
 
-def test_length_grouping_against_the_seed_spread():
-    from experiments.results_table import Start, grouping, grouping_table
+def test_a_training_lever_against_the_seed_spread():
+    from experiments.results_table import Start, lever, lever_table
 
     start = Start(5e-5, None, 10)
+    xeon, epyc = ({"name": name, "features": []} for name in ("Xeon", "EPYC"))
 
-    def run(seed: int, dev: float, seconds: float) -> dict:
-        return {"seed": seed, "metric": "matthews", "best_dev": dev,
+    def run(seed: int, dev: float, seconds: float, cpu: dict = xeon) -> dict:
+        return {"seed": seed, "metric": "matthews", "best_dev": dev, "cpu": cpu,
                 "history": [{"seconds": seconds}, {"seconds": seconds + 2}]}
 
     runs = {start.name(1): run(1, 0.35, 100), "grouped_lr5e-05_e10_seed1": run(1, 0.36, 50)}
-    assert grouping("CoLA", {}, start, (1, 2, 3), "--length_grouping=50") is None
-    one = grouping("CoLA", runs, start, (1, 2, 3), "--length_grouping=50")
+    flag = "--length_grouping=50"
+    assert lever("CoLA", {}, start, (1, 2, 3), "grouped", flag) is None
+    assert lever("CoLA", runs, start, (1, 2, 3), "bf16", "--train_precision=bf16") is None
+    one = lever("CoLA", runs, start, (1, 2, 3), "grouped", flag)
     assert one["verdict"] == "one seed: no spread to compare with" and one["seeds"] == [1]
     assert one["epoch_time_ratio"] == pytest.approx((101 / 51, 0.0))
     runs.update({start.name(2): run(2, 0.33, 100), "grouped_lr5e-05_e10_seed2": run(2, 0.335, 50),
                  start.name(3): run(3, 0.37, 100)})  # seed 3 not grouped yet: left out
-    two = grouping("CoLA", runs, start, (1, 2, 3), "--length_grouping=50")
+    two = lever("CoLA", runs, start, (1, 2, 3), "grouped", flag)
     assert two["seeds"] == [1, 2] and two["change"][0] == pytest.approx(0.0075)
     assert two["verdict"] == "within the seed spread"  # 0.75 points < std 1.8
+    assert "| CoLA | matthews | 2 | 34.0 ± 1.4 | 34.8 ± 1.8 | +0.8 ± 0.4 | 1.98x" in (
+        lever_table([two]))
+    assert "| BERT, --length_grouping=50 |" in lever_table([two])
+    # A pair on two kinds of CPU: the epoch-time ratio would be the CPUs', so none.
+    runs[start.name(2)]["cpu"] = epyc
+    mixed = lever("CoLA", runs, start, (1, 2, 3), "grouped", flag)
+    assert mixed["epoch_time_ratio"] is None and mixed["cpus"] == ["EPYC / Xeon", "Xeon / Xeon"]
+    assert "| not comparable (CPUs differ) | EPYC / Xeon; Xeon / Xeon |" in lever_table([mixed])
     for seed, dev in ((1, 0.25), (2, 0.24)):
         runs[f"grouped_lr5e-05_e10_seed{seed}"]["best_dev"] = dev
-    assert grouping("CoLA", runs, start, (1, 2),
-                    "--length_grouping=50")["verdict"] == "exceeds the seed spread"
-    assert "| CoLA | matthews | 2 | 34.0 ± 1.4 | 34.8 ± 1.8 | +0.8 ± 0.4 | 1.98x" in (
-        grouping_table([two]))
+    assert lever("CoLA", runs, start, (1, 2), "grouped",
+                 flag)["verdict"] == "exceeds the seed spread"
 
 
 def test_git_commit_is_dirty_for_code_not_for_the_rebuilt_reports(tmp_path, monkeypatch):
