@@ -204,7 +204,8 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
             markdown += (f"\n## {lever.title} ({lever.flag}) against the seed spread\n\n"
                          "Each seed's baseline fine-tuned again with the flag (same data, "
                          "epochs and steps); the change is paired by seed and exceeds the seed "
-                         "spread when larger than either column's std. Epoch time: wall "
+                         "spread when larger than the std of the runs with the flag or of "
+                         "the plain baselines over all their seeds. Epoch time: wall "
                          "seconds per epoch, dev pass included, under whatever ran beside; "
                          "shown only where both runs of each pair ran on one kind of "
                          "CPU.\n\n" + lever_table(rows))

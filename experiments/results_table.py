@@ -239,7 +239,8 @@ def lever(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...]
           arm: str, flag: str) -> dict | None:
     """Plain baselines against the same fine-tunes with a lever's `flag` (runs
     `start.lever_name(arm, s)`), over the seeds that have both: mean +- std of each, the
-    paired change, whether it exceeds the seed spread, the CPUs, and the ratio of mean
+    paired change, whether it exceeds the seed spread (the larger std of the lever's runs
+    and of the plain baselines over every seed they have), the CPUs, and the ratio of mean
     epoch seconds where both runs of every pair ran on one kind of CPU (None elsewhere:
     the ratio would be the CPUs'); None without a pair."""
     pairs = [(runs[start.name(s)], runs[start.lever_name(arm, s)]) for s in seeds
@@ -248,7 +249,8 @@ def lever(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...]
         return None
     plain, levered = ([run["best_dev"] for run in side] for side in zip(*pairs))
     change = mean_std([b - a for a, b in zip(plain, levered)])
-    spread = max(mean_std(plain)[1], mean_std(levered)[1])
+    every_plain = [runs[start.name(s)]["best_dev"] for s in seeds if start.name(s) in runs]
+    spread = max(mean_std(every_plain)[1], mean_std(levered)[1])
 
     def epoch_seconds(run: dict) -> float:
         return sum(h["seconds"] for h in run["history"]) / len(run["history"])
@@ -257,9 +259,10 @@ def lever(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...]
         return run.get("cpu", {}).get("name", "unknown")
 
     same_cpu = all(a.get("cpu") and a.get("cpu") == b.get("cpu") for a, b in pairs)
-    verdict = ("one seed: no spread to compare with" if len(pairs) < 2 else
-               "exceeds the seed spread" if abs(change[0]) > spread else
-               "within the seed spread")
+    verdict = ("one plain seed: no spread to compare with" if len(every_plain) < 2 else
+               ("exceeds the seed spread" if abs(change[0]) > spread else
+                "within the seed spread") + (" (one seed with the lever)" if len(pairs) < 2
+                                             else ""))
     return {"task": task, "arm": arm, "flag": flag, "metric": pairs[0][0]["metric"],
             "seeds": [run["seed"] for run, _ in pairs], "plain": mean_std(plain),
             "lever": mean_std(levered), "change": change, "seed_spread": spread,

@@ -445,13 +445,21 @@ def test_a_training_lever_against_the_seed_spread():
     assert lever("CoLA", {}, start, (1, 2, 3), "grouped", flag) is None
     assert lever("CoLA", runs, start, (1, 2, 3), "bf16", "--train_precision=bf16") is None
     one = lever("CoLA", runs, start, (1, 2, 3), "grouped", flag)
-    assert one["verdict"] == "one seed: no spread to compare with" and one["seeds"] == [1]
-    assert one["epoch_time_ratio"] == pytest.approx((101 / 51, 0.0))
-    runs.update({start.name(2): run(2, 0.33, 100), "grouped_lr5e-05_e10_seed2": run(2, 0.335, 50),
-                 start.name(3): run(3, 0.37, 100)})  # seed 3 not grouped yet: left out
+    assert one["verdict"] == "one plain seed: no spread to compare with"
+    assert one["seeds"] == [1] and one["epoch_time_ratio"] == pytest.approx((101 / 51, 0.0))
+    # One seed with the lever, three plain ones: their spread (std 2 points) is the yardstick.
+    runs.update({start.name(2): run(2, 0.33, 100), start.name(3): run(3, 0.37, 100)})
+    one = lever("CoLA", runs, start, (1, 2, 3), "grouped", flag)
+    assert one["seeds"] == [1] and one["seed_spread"] == pytest.approx(0.02)
+    assert one["verdict"] == "within the seed spread (one seed with the lever)"
+    runs["grouped_lr5e-05_e10_seed1"]["best_dev"] = 0.32  # -3 points
+    assert lever("CoLA", runs, start, (1, 2, 3), "grouped", flag)["verdict"] == (
+        "exceeds the seed spread (one seed with the lever)")
+    runs["grouped_lr5e-05_e10_seed1"]["best_dev"] = 0.36
+    runs["grouped_lr5e-05_e10_seed2"] = run(2, 0.335, 50)  # seed 3 not grouped yet: left out
     two = lever("CoLA", runs, start, (1, 2, 3), "grouped", flag)
     assert two["seeds"] == [1, 2] and two["change"][0] == pytest.approx(0.0075)
-    assert two["verdict"] == "within the seed spread"  # 0.75 points < std 1.8
+    assert two["verdict"] == "within the seed spread"  # 0.75 points < std 2.0 (plain, 3 seeds)
     assert "| CoLA | matthews | 2 | 34.0 ± 1.4 | 34.8 ± 1.8 | +0.8 ± 0.4 | 1.98x" in (
         lever_table([two]))
     assert "| BERT, --length_grouping=50 |" in lever_table([two])
