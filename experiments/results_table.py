@@ -259,10 +259,13 @@ def lever(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...]
         return run.get("cpu", {}).get("name", "unknown")
 
     same_cpu = all(a.get("cpu") and a.get("cpu") == b.get("cpu") for a, b in pairs)
-    verdict = ("one plain seed: no spread to compare with" if len(every_plain) < 2 else
-               ("exceeds the seed spread" if abs(change[0]) > spread else
-                "within the seed spread") + (" (one seed with the lever)" if len(pairs) < 2
-                                             else ""))
+    if len(every_plain) < 2:
+        verdict = "one plain seed: no spread to compare with"
+    else:
+        verdict = ("exceeds the seed spread" if abs(change[0]) > spread else
+                   "within the seed spread")
+        if len(pairs) < 2:
+            verdict += " (one seed with the lever)"
     return {"task": task, "arm": arm, "flag": flag, "metric": pairs[0][0]["metric"],
             "seeds": [run["seed"] for run, _ in pairs], "plain": mean_std(plain),
             "lever": mean_std(levered), "change": change, "seed_spread": spread,
