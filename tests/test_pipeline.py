@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from power_bert_tf.data.pipeline import count_batches, make_dataset, tokenize
+from power_bert_tf.data.pipeline import batch_rows, count_batches, encode, make_dataset, tokenize
 from power_bert_tf.data.tasks import Example
 from power_bert_tf.errors import PowerBertError
 
@@ -190,3 +190,21 @@ def test_length_grouping_is_seeded_and_reshuffles_batches(tokenizer) -> None:
     with pytest.raises(PowerBertError, match="length_window must be >= 0, got -1"):
         make_dataset(examples, tokenizer, batch_size=4, is_pair=False, regression=False,
                      length_window=-1)
+
+
+def test_an_empty_split_batches_to_nothing_of_the_right_shape(tokenizer) -> None:
+    dataset = make_dataset([], tokenizer, batch_size=4, is_pair=True, regression=False)
+    assert all(dataset.element_spec[key] == tf.TensorSpec((None, LENGTH), tf.int32)
+               for key in KEYS)
+    assert list(dataset) == []
+
+
+def test_encoded_rows_shuffle_by_seed_as_make_dataset_does(tokenizer) -> None:
+    rows = encode(numbered(10), tokenizer, is_pair=False, regression=False)
+    assert rows["input_word_ids"].shape == (10, LENGTH) and rows["label"].dtype == np.int32
+    epochs = [label_order(batch_rows(rows, batch_size=4, shuffle=True, seed=seed))
+              for seed in (1, 2, 1)]
+    assert epochs[0] == epochs[2] != epochs[1]
+    assert sorted(epochs[1]) == list(range(10))
+    assert label_order(make_dataset(numbered(10), tokenizer, batch_size=4, is_pair=False,
+                                    regression=False, shuffle=True, seed=2)) == epochs[1]

@@ -1,8 +1,11 @@
 """tf.data input pipeline: Examples -> batches of token ids (and labels).
 
-Strings are batched first and the in-graph tokenizer (`BertTokenizer` or
-`SentencePieceTokenizer`) runs on each batch inside the tf.data graph, so tokenization
-overlaps training and needs no Python per example. Optionally each batch is then trimmed
+A split is tokenized once (`encode`: the in-graph tokenizer, `BertTokenizer` or
+`SentencePieceTokenizer`, over chunks of examples, no Python per example) into rows of
+token ids padded to N, which `batch_rows` then shuffles and batches, anew for each epoch:
+a dataset whose map runs the tokenizer costs seconds to start an iterator on (tf.data
+instantiates the tokenizer's graph for each), one over rows of ids milliseconds, and every
+epoch and dev pass starts one. Optionally each batch is then trimmed
 to its longest sequence (dynamic padding): padded positions are inert in every phase
 (they score 0 and are masked), so this saves time and changes no output. Optionally the
 shuffled rows are grouped by length first (windows of several batches sorted by length,
@@ -25,24 +28,56 @@ PADDING_MULTIPLE = 16  # dynamic padding rounds batch lengths up to a multiple o
 Tokenizer = Callable[[tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]
 
 
+Rows = dict[str, np.ndarray]  # "input_word_ids", "input_mask", "input_type_ids", "label"
+
+
 def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_size: int,
                  is_pair: bool, regression: bool, shuffle: bool = False,
                  seed: int | None = None, drop_remainder: bool = False,
                  trim_to_multiple: int | None = None,
                  length_window: int = 0) -> tf.data.Dataset:
-    """Batches of `(features, labels)`, or of `features` alone when no example is labelled.
+    """`batch_rows(encode(examples, ...), ...)`: batches of a split tokenized now."""
+    return batch_rows(encode(examples, tokenizer, is_pair=is_pair, regression=regression),
+                      batch_size=batch_size, shuffle=shuffle, seed=seed,
+                      drop_remainder=drop_remainder, trim_to_multiple=trim_to_multiple,
+                      length_window=length_window)
+
+
+def encode(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool,
+           regression: bool) -> Rows:
+    """The split as rows: `tokenize`'s int32 (n, N) features, plus (n,) labels (int32
+    class indices, float32 scores for regression) when every example is labelled.
 
     Args:
         examples: the split, all labelled or all unlabelled (label None).
         tokenizer: `BertTokenizer`, `SentencePieceTokenizer` (or any callable mapping
-            (B,) strings to int32 (B, L) `input_word_ids`, `input_mask`, `input_type_ids`).
-        batch_size: examples per batch.
+            (B,) strings to int32 (B, N) `input_word_ids`, `input_mask`, `input_type_ids`).
         is_pair: tokenize `text_b` as the second segment.
         regression: float32 labels (scores) instead of int32 class indices.
-        shuffle: shuffle all examples, anew each epoch; the order is fixed by `seed`.
+    """
+    labelled = [example.label is not None for example in examples]
+    if any(labelled) and not all(labelled):
+        raise PowerBertError("examples mix labelled and unlabelled rows; label all or none")
+    rows = tokenize(examples, tokenizer, is_pair=is_pair)
+    if examples and all(labelled):
+        rows["label"] = np.array([example.label for example in examples],
+                                 np.float32 if regression else np.int32)
+    return rows
+
+
+def batch_rows(rows: Rows, *, batch_size: int, shuffle: bool = False,
+               seed: int | None = None, drop_remainder: bool = False,
+               trim_to_multiple: int | None = None,
+               length_window: int = 0) -> tf.data.Dataset:
+    """Batches of `(features, labels)`, or of `features` alone when `rows` has no labels.
+
+    Args:
+        rows: `encode`'s rows of a split.
+        batch_size: examples per batch.
+        shuffle: shuffle all rows, anew each epoch; the order is fixed by `seed`.
         seed: shuffle seed; None draws a random order.
         drop_remainder: drop the last, smaller batch.
-        trim_to_multiple: None pads every batch to the tokenizer's length N; an integer m
+        trim_to_multiple: None keeps every batch at the tokenizer's length N; an integer m
             trims each batch to its longest sequence rounded up to a multiple of m (at
             most N), so a tf.function sees at most N / m shapes.
         length_window: 0, or group by length: the (shuffled) rows are taken
@@ -61,32 +96,17 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
         raise PowerBertError(f"trim_to_multiple must be >= 1, got {trim_to_multiple}")
     if length_window < 0:
         raise PowerBertError(f"length_window must be >= 0, got {length_window}")
-    labelled = [example.label is not None for example in examples]
-    if any(labelled) and not all(labelled):
-        raise PowerBertError("examples mix labelled and unlabelled rows; label all or none")
-    _check_pairs(examples, is_pair)
-
-    columns = {"text_a": tf.constant([example.text_a for example in examples], tf.string)}
-    if is_pair:
-        columns["text_b"] = tf.constant([example.text_b for example in examples], tf.string)
-    if examples and all(labelled):
-        dtype = tf.float32 if regression else tf.int32
-        columns["label"] = tf.constant([example.label for example in examples], dtype)
-
-    dataset = tf.data.Dataset.from_tensor_slices(columns)
+    count = len(rows["input_mask"])
+    dataset = tf.data.Dataset.from_tensor_slices(rows)
     if shuffle:
-        dataset = dataset.shuffle(max(len(examples), 1), seed=seed,
-                                  reshuffle_each_iteration=True)
-
-    def encode(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        features = tokenizer(batch["text_a"], batch.get("text_b"))
-        return {**features, "label": batch["label"]} if "label" in batch else features
+        dataset = dataset.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
 
     def by_length(rows: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         order = tf.argsort(tf.reduce_sum(rows["input_mask"], axis=1), stable=True)
         return {name: tf.gather(value, order) for name, value in rows.items()}
 
     def finish(rows: dict[str, tf.Tensor]):
+        rows = dict(rows)
         label = rows.pop("label", None)
         if trim_to_multiple is not None:
             rows = trim_padding(rows, trim_to_multiple)
@@ -94,13 +114,13 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
 
     parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
     if length_window:
-        dataset = (dataset.batch(batch_size * length_window).map(encode, **parallel)
-                   .map(by_length, **parallel).unbatch()
+        dataset = (dataset.batch(batch_size * length_window).map(by_length, **parallel)
+                   .unbatch()
                    .batch(batch_size, drop_remainder=drop_remainder).map(finish, **parallel)
                    .shuffle(length_window, seed=seed, reshuffle_each_iteration=True))
     else:
         dataset = (dataset.batch(batch_size, drop_remainder=drop_remainder)
-                   .map(lambda batch: finish(encode(batch)), **parallel))
+                   .map(finish, **parallel))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -111,13 +131,13 @@ def tokenize(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool
     `input_type_ids`, each (len(examples), L). Tokenized `chunk` examples at a time."""
     _check_pairs(examples, is_pair)
     parts: list[dict[str, tf.Tensor]] = []
-    for start in range(0, len(examples), chunk):
+    for start in range(0, max(len(examples), 1), chunk):  # an empty split: (0, N) arrays
         rows = examples[start:start + chunk]
-        parts.append(tokenizer(tf.constant([example.text_a for example in rows]),
-                               tf.constant([example.text_b for example in rows])
+        parts.append(tokenizer(tf.constant([example.text_a for example in rows], tf.string),
+                               tf.constant([example.text_b for example in rows], tf.string)
                                if is_pair else None))
     return {name: np.concatenate([part[name].numpy() for part in parts]).astype(np.int32)
-            for name in (parts[0] if parts else ())}
+            for name in parts[0]}
 
 
 def _check_pairs(examples: Sequence[Example], is_pair: bool) -> None:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from power_bert_tf.data.pipeline import PADDING_MULTIPLE, make_dataset
+from power_bert_tf.data.pipeline import PADDING_MULTIPLE, Rows, batch_rows, encode
 from power_bert_tf.data.tasks import Example, Task, get_task
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.pipeline.config import RunConfig
@@ -41,6 +41,7 @@ class Context:
     task_dir: Path
     shadow_root: Path | None = None  # a non-chief worker's temporary output folder
     _examples: dict[str, list[Example]] = dataclasses.field(default_factory=dict)
+    _rows: dict[str, Rows] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.tokenizer = self.pretrained.tokenizer(self.config.max_seq_length)
@@ -83,12 +84,18 @@ class Context:
         config = self.config
         trim = (None if full_length or not config.dynamic_padding
                 or config.include_padded_queries else PADDING_MULTIPLE)
-        return make_dataset(
-            self.examples(split), self.tokenizer,
-            batch_size=config.batch_size if training else config.eval_batch_size,
-            is_pair=self.task.is_pair, regression=self.task.labels is None,
+        return batch_rows(
+            self.rows(split), batch_size=config.batch_size if training else config.eval_batch_size,
             shuffle=training, seed=config.seed + epoch, trim_to_multiple=trim,
             length_window=config.length_grouping if training and trim else 0)
+
+    def rows(self, split: str) -> Rows:
+        """`split` tokenized (`data.pipeline.encode`), once per run."""
+        if split not in self._rows:
+            self._rows[split] = encode(self.examples(split), self.tokenizer,
+                                       is_pair=self.task.is_pair,
+                                       regression=self.task.labels is None)
+        return self._rows[split]
 
     def load_phase_model(self, phase: str) -> keras.Model:
         """`phase`'s model, checked to be of --model's shape and the task's outputs."""

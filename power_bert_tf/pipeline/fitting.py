@@ -66,7 +66,7 @@ def fit_phase(ctx: Context, phase: str, model: BertClassifier, groups: list[Opti
             save_model_atomic(model, folder.model)
         write_json_atomic(folder.history, history)
 
-    dev_data = ctx.dataset("dev").cache()
+    dev_data = ctx.dataset("dev")
     labels = np.array([example.label for example in ctx.examples("dev")])
     masses = model.encoder.masses if model.encoder.extract == "soft" else None
     trainer.fit(lambda epoch: ctx.dataset("train", training=True, epoch=epoch),
