@@ -36,6 +36,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# A point's figures come from its evaluate phase's timed comparison, so the retrain phase
+# skips the same comparison (1.5-3 minutes a run at the study's sizes).
+NO_COMPARISON = "--nocompare_after_retrain"
 sys.path.insert(0, str(ROOT))
 from experiments import runner  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
@@ -192,7 +195,7 @@ def main(argv):
             print(f"{label}: the search collapsed (every r at 0), no point", flush=True)
             collapsed.append(label.split("=", 1)[1])
             continue
-        run_glue(attention, "retrain")
+        run_glue(attention, "retrain", NO_COMPARISON)
         run_glue(attention, "evaluate")
         summary = evaluation(attention)
         points.append(point("PoWER-BERT (Attn-WS)", label, summary))
@@ -200,7 +203,7 @@ def main(argv):
             ablation = root / f"{name}_{selection}"
             share_phase(base, ablation)
             share_phase(attention, ablation, "search")  # the same start weights and counts
-            run_glue(ablation, "retrain", f"--selection={selection}")
+            run_glue(ablation, "retrain", f"--selection={selection}", NO_COMPARISON)
             run_glue(ablation, "evaluate")
             kind = {"head": "Head-WS", "random": "Rand-WS"}[selection]
             points.append(point(kind, label, evaluation(ablation)))

@@ -98,7 +98,9 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert (head_dir / "search").resolve() == (
         out / f"SST-2/ablation_{chosen}_seed1/SST-2/target_2/SST-2/search"
     ).resolve()  # ...and weights
-    assert json.loads((head_dir / "retrain/run.json").read_text())["selection"] == "head"
+    head_retrain = json.loads((head_dir / "retrain/run.json").read_text())
+    assert head_retrain["selection"] == "head"
+    assert "comparison" not in head_retrain  # timed once, by its evaluate phase
     for name in ("analysis_diffusion", "analysis_scoring", "analysis_elimination",
                  "analysis_retention"):
         assert (out / f"{name}.png").stat().st_size > 1000, name

@@ -67,8 +67,9 @@ class Trainer:
         with strategy.scope():
             for group, variables in zip(self.groups, self._variables):
                 group.optimizer.build(variables)
-        self._replica_step = (tf.function(self._replica_train_step, jit_compile=True)
-                              if jit_compile else self._replica_train_step)
+        self._replica_step = (
+            tf.function(self._replica_train_step, jit_compile=True, autograph=False)
+            if jit_compile else self._replica_train_step)
         self._traced: dict[tuple[str, str], Callable] = {}
 
     # -- steps -------------------------------------------------------------------
@@ -126,7 +127,7 @@ class Trainer:
         key = (step.__name__, repr(spec))
         if key not in self._traced:
             signature = list(spec) if isinstance(spec, tuple) else [spec]
-            self._traced[key] = tf.function(step, input_signature=signature)
+            self._traced[key] = tf.function(step, input_signature=signature, autograph=False)
         return self._traced[key]
 
     # -- public ------------------------------------------------------------------
