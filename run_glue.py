@@ -17,9 +17,8 @@ quiet_native_logs()  # before TensorFlow loads: TF_CPP_MIN_LOG_LEVEL=0 or --verb
 from absl import app, flags  # noqa: E402
 
 from power_bert_tf.model.config import MODEL_TYPES, SELECTIONS  # noqa: E402
-from power_bert_tf.pipeline.config import (DISTRIBUTIONS, PHASES, TASK_DEFAULTS,  # noqa: E402
-                                           RunConfig)
-from power_bert_tf.data.pipeline import PADDING_MULTIPLE  # noqa: E402
+from power_bert_tf.pipeline.config import (DISTRIBUTIONS, PADDING_MULTIPLE, PHASES,  # noqa: E402
+                                           TASK_DEFAULTS, RunConfig)
 from power_bert_tf.data.tasks import CustomTaskSpec, canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 

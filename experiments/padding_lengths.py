@@ -26,7 +26,8 @@ from absl import app, flags  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.runner import git_commit  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
-from power_bert_tf.data.pipeline import PADDING_MULTIPLE, make_dataset  # noqa: E402
+from power_bert_tf.data.pipeline import make_dataset  # noqa: E402
+from power_bert_tf.pipeline.config import PADDING_MULTIPLE  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 from power_bert_tf.pipeline.config import TASK_DEFAULTS  # noqa: E402

@@ -27,6 +27,26 @@ def test_import_does_not_load_tensorflow():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--task=SST-2", "--batch_size=0"], "error: --batch_size must be >= 1, got 0"),
+    (["--task=SST-2", "--length_grouping=-2"], "error: --length_grouping=-2 must be >= 0"),
+    (["--task=SST-2", "--train_precision=fp16"],
+     "flag --train_precision=fp16: value should be one of <fp32|bf16>"),
+])
+def test_a_bad_run_glue_flag_is_reported_before_tensorflow_loads(flags, message):
+    """Flag mistakes cost the user no TensorFlow start-up (seconds)."""
+    done = _run("import runpy, sys\n"
+                f"sys.argv = ['run_glue.py', *{flags!r}]\n"
+                "try:\n"
+                "    runpy.run_path('run_glue.py', run_name='__main__')\n"
+                "except SystemExit as exit:\n"
+                "    assert exit.code == 1, exit.code\n"
+                "heavy = sorted({'tensorflow', 'keras'} & set(sys.modules))\n"
+                "assert not heavy, heavy\n")
+    assert done.returncode == 0, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
 def test_all_lists_every_lazy_name():
     assert sorted(power_bert_tf.__all__) == sorted(["PowerBertError", *power_bert_tf._EXPORTS])
 

@@ -23,8 +23,6 @@ import tensorflow as tf
 from power_bert_tf.data.tasks import Example
 from power_bert_tf.errors import PowerBertError
 
-PADDING_MULTIPLE = 16  # dynamic padding rounds batch lengths up to a multiple of this
-
 Tokenizer = Callable[[tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]
 
 

@@ -15,6 +15,9 @@ MODEL_TYPES = ("bert", "albert")
 # How Hard-Extract selects the vectors it keeps: PoWER-BERT (attention) or the ablation's
 # static baselines (docs/method.md, "Ablation").
 SELECTIONS = ("attention", "head", "random")
+# What an encoder computes in: trained (model/policy.py, TRAINING_POLICIES), evaluated,
+# timed and served (serving/precision.py).
+PRECISIONS = ("fp32", "bf16")
 _ALBERT_FIELDS = ("embedding_size", "num_hidden_groups")
 
 

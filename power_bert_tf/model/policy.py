@@ -14,7 +14,6 @@ from typing import Iterator
 
 import keras
 
-TRAINING_PRECISIONS = ("fp32", "bf16")
 TRAINING_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 

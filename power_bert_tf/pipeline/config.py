@@ -8,9 +8,11 @@ from typing import Any
 
 from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.model.config import MODEL_TYPES, SELECTIONS
-from power_bert_tf.model.policy import TRAINING_PRECISIONS
+from power_bert_tf.model.config import MODEL_TYPES, PRECISIONS, SELECTIONS
 from power_bert_tf.serving.precision import REQUESTS
+
+# --dynamic_padding rounds each batch's length up to a multiple of this.
+PADDING_MULTIPLE = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +121,9 @@ class RunConfig:
         if self.precision not in REQUESTS:
             raise PowerBertError(f"--precision={self.precision!r} is not one of "
                                  f"{', '.join(REQUESTS)}")
-        if self.train_precision not in TRAINING_PRECISIONS:
+        if self.train_precision not in PRECISIONS:
             raise PowerBertError(f"--train_precision={self.train_precision!r} is not one of "
-                                 f"{', '.join(TRAINING_PRECISIONS)}")
+                                 f"{', '.join(PRECISIONS)}")
         if self.export_format not in ("saved_model", "onnx"):
             raise PowerBertError(f"--format={self.export_format!r} is not one of "
                                  f"saved_model, onnx")

@@ -17,10 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from power_bert_tf.data.pipeline import PADDING_MULTIPLE, Rows, batch_rows, encode
+from power_bert_tf.data.pipeline import Rows, batch_rows, encode
 from power_bert_tf.data.tasks import Example, Task, get_task
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.pipeline.config import RunConfig
+from power_bert_tf.pipeline.config import PADDING_MULTIPLE, RunConfig
 from power_bert_tf.pipeline.layout import PhaseFolder
 from power_bert_tf.training.checkpoints import load_model, prepare_phase_dir, write_json_atomic
 from power_bert_tf.training.distribution import is_chief, make_strategy

@@ -30,13 +30,14 @@ GPU / TPU or the CPU's AMX-BF16 / AVX512-BF16 is there, float32 elsewhere.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.model.policy import dtype_policy
+from power_bert_tf.model.config import PRECISIONS
 
-PRECISIONS = ("fp32", "bf16")  # what the encoder computes in
+if TYPE_CHECKING:  # Keras loads in `with_precision`: run_glue.py checks its flags without it
+    from power_bert_tf.model.classifier import BertClassifier
+
 REQUESTS = (*PRECISIONS, "auto")  # what a user may ask for (`resolve_precision`)
 KERAS_POLICIES = {"fp32": "float32", "bf16": "bfloat16"}
 CPU_FEATURES = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni",
@@ -59,6 +60,9 @@ def with_precision(model: BertClassifier, precision: str) -> BertClassifier:
     Returns:
         A classifier with the same inputs, int32 (B, T), and float32 (B, C) logits.
     """
+    from power_bert_tf.model.classifier import BertClassifier
+    from power_bert_tf.model.policy import dtype_policy
+
     check_precision(precision)
     if precision == "fp32":
         return model
