@@ -208,3 +208,11 @@ def test_encoded_rows_shuffle_by_seed_as_make_dataset_does(tokenizer) -> None:
     assert sorted(epochs[1]) == list(range(10))
     assert label_order(make_dataset(numbered(10), tokenizer, batch_size=4, is_pair=False,
                                     regression=False, shuffle=True, seed=2)) == epochs[1]
+
+
+def test_tokenizing_more_than_a_chunk_shows_progress(tokenizer, capsys) -> None:
+    chunked = tokenize(numbered(10), tokenizer, is_pair=False, chunk=4, progress="SST-2 train")
+    assert "tokenizing SST-2 train" in capsys.readouterr().out
+    whole = tokenize(numbered(10), tokenizer, is_pair=False, progress="SST-2 train")
+    assert capsys.readouterr().out == ""  # one chunk: quick, no bar
+    assert all(np.array_equal(chunked[key], whole[key]) for key in KEYS)

@@ -15,8 +15,10 @@ more; this changes which rows share a batch, not which rows an epoch sees.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Callable, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -24,8 +26,6 @@ from power_bert_tf.data.tasks import Example
 from power_bert_tf.errors import PowerBertError
 
 Tokenizer = Callable[[tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]
-
-
 Rows = dict[str, np.ndarray]  # "input_word_ids", "input_mask", "input_type_ids", "label"
 
 
@@ -42,7 +42,7 @@ def make_dataset(examples: Sequence[Example], tokenizer: Tokenizer, *, batch_siz
 
 
 def encode(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool,
-           regression: bool) -> Rows:
+           regression: bool, progress: str | None = None) -> Rows:
     """The split as rows: `tokenize`'s int32 (n, N) features, plus (n,) labels (int32
     class indices, float32 scores for regression) when every example is labelled.
 
@@ -52,11 +52,12 @@ def encode(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool,
             (B,) strings to int32 (B, N) `input_word_ids`, `input_mask`, `input_type_ids`).
         is_pair: tokenize `text_b` as the second segment.
         regression: float32 labels (scores) instead of int32 class indices.
+        progress: a name to show a progress bar under (`tokenize`).
     """
     labelled = [example.label is not None for example in examples]
     if any(labelled) and not all(labelled):
         raise PowerBertError("examples mix labelled and unlabelled rows; label all or none")
-    rows = tokenize(examples, tokenizer, is_pair=is_pair)
+    rows = tokenize(examples, tokenizer, is_pair=is_pair, progress=progress)
     if examples and all(labelled):
         rows["label"] = np.array([example.label for example in examples],
                                  np.float32 if regression else np.int32)
@@ -123,17 +124,26 @@ def batch_rows(rows: Rows, *, batch_size: int, shuffle: bool = False,
 
 
 def tokenize(examples: Sequence[Example], tokenizer: Tokenizer, *, is_pair: bool,
-             chunk: int = 2048) -> dict[str, np.ndarray]:
-    """Every example's features as int32 numpy arrays, for runtimes outside tf.data
-    (ONNX Runtime, a SavedModel client): `input_word_ids`, `input_mask`,
-    `input_type_ids`, each (len(examples), L). Tokenized `chunk` examples at a time."""
+             chunk: int = 2048, progress: str | None = None) -> dict[str, np.ndarray]:
+    """Every example's features as int32 numpy arrays (`encode`'s rows; runtimes outside
+    tf.data: ONNX Runtime, a SavedModel client): `input_word_ids`, `input_mask`,
+    `input_type_ids`, each (len(examples), L). Tokenized `chunk` examples at a time, under
+    a progress bar named `progress` when there is more than one chunk (SST-2's 67,349
+    sentences take about 5 s on 2 cores)."""
     _check_pairs(examples, is_pair)
     parts: list[dict[str, tf.Tensor]] = []
+    bar = (keras.utils.Progbar(len(examples), verbose=1 if sys.stdout.isatty() else 2,
+                               unit_name="example")
+           if progress and len(examples) > chunk else None)
+    if bar:
+        print(f"tokenizing {progress}")
     for start in range(0, max(len(examples), 1), chunk):  # an empty split: (0, N) arrays
         rows = examples[start:start + chunk]
         parts.append(tokenizer(tf.constant([example.text_a for example in rows], tf.string),
                                tf.constant([example.text_b for example in rows], tf.string)
                                if is_pair else None))
+        if bar:
+            bar.update(start + len(rows))
     return {name: np.concatenate([part[name].numpy() for part in parts]).astype(np.int32)
             for name in parts[0]}
 
