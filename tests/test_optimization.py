@@ -104,3 +104,26 @@ def test_embedding_rows_step_at_most_the_learning_rate(search_step):
                   and path.endswith("_embeddings/embeddings")]
     assert len(embeddings) == 3
     assert max(embeddings) <= BERT_RATE * (1 + 1e-3)
+
+
+def test_epochs_keep_the_traced_steps(tmp_path, monkeypatch):
+    """Each epoch reseeds dropout and Rand-WS without `tf.random.set_seed`, which clears
+    TF's kernel cache and so would set every traced step up again each epoch; each
+    epoch still trains with its own random stream, a function of (seed, epoch)."""
+    calls = []
+    monkeypatch.setattr(tf.random, "set_seed", calls.append)
+    model = BertClassifier(BertEncoder(**{**TINY, "dropout": 0.5}), num_classes=2)
+    features = random_inputs(4, 16, lengths=[16, 12, 9, 5])
+    dataset = tf.data.Dataset.from_tensors((features, np.array([0, 1, 1, 0], "int32")))
+    trainer = Trainer(model, tf.distribute.get_strategy(),
+                      [OptimizerGroup(adam(0.0, 1, 0.0, "adam"), lambda v: True)],
+                      regression=False)
+    losses = []
+    trainer.fit(lambda epoch: dataset, steps_per_epoch=1, epochs=3,
+                evaluate=lambda: {"accuracy": 0.0}, metric="accuracy", state_dir=tmp_path,
+                on_epoch_end=lambda log, best: losses.append(log.train_loss), resume=False,
+                seed=7)
+    assert calls == []
+    assert len(set(losses)) == 3  # the learning rate is 0: only the dropout masks differ
+    (traced,) = trainer._traced.values()
+    assert traced.experimental_get_tracing_count() == 1
