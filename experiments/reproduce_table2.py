@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
 from experiments.results_table import lever as lever_row  # noqa: E402
-from experiments.results_table import (first_aim_line, lever_table, load,  # noqa: E402
-                                       power_starts, retrained_baseline_lines, summarize,
-                                       table2)
+from experiments.results_table import (NO_DATA, first_aim_line, lever_table,  # noqa: E402
+                                       load, power_starts, retrained_baseline_lines,
+                                       summarize, table2, with_readme_table)
 from experiments.table2_runs import (ABLATION_TASKS, AIM, MARGIN,  # noqa: E402
                                      LEVER_TASKS, LEVERS, SMALL, Study, ablation,
                                      ablation_results, baseline, finetune, power,
@@ -63,6 +63,7 @@ STAGES = ("grid", "search", "power", "seeds", "budget", *(lever.stage for lever 
           "ablation")
 LEVERS_BY_STAGE = {lever.stage: lever for lever in LEVERS}
 ANALYSES = ("diffusion", "scoring", "elimination", "retention")
+RESULTS_DIR, README = ROOT / "experiments" / "results", ROOT / "README.md"
 
 flags.DEFINE_list("tasks", list(TASKS), "Tasks to study, in order; those without data are "
                   "listed in the table as such.")
@@ -146,12 +147,14 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                       for row in [lever_row(task, with_data[task], start,
                                             study.plan(task).seeds, lever.arm, lever.flag)]
                       if row] for lever in LEVERS}
-    (study.results_dir / "table2_summary.json").write_text(json.dumps(
-        {"summaries": summaries, "not_chosen": others, "missing": missing,
-         "levers": {lever.arm: rows for lever, rows in levers.items()},
-         "command": " ".join(["python", *sys.argv]),
-         "git_commit": runner.git_commit(), "wall_seconds": round(time.time() - started, 1)},
-        indent=2) + "\n")
+    summary = {"summaries": summaries, "not_chosen": others, "missing": missing,
+               "levers": {lever.arm: rows for lever, rows in levers.items()},
+               "command": " ".join(["python", *sys.argv]),
+               "git_commit": runner.git_commit(),
+               "wall_seconds": round(time.time() - started, 1)}
+    (study.results_dir / "table2_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not study.quick and study.results_dir.resolve() == RESULTS_DIR.resolve():
+        README.write_text(with_readme_table(README.read_text(), summary))
     header = ("# Table 2 on the embedded MiniLM (GLUE dev sets, 2-core CPU)\n\n"
               "Made by `python experiments/reproduce_table2.py"
               f"{' --quick' if study.quick else ''}` from the run files in `table2/<task>/` "
@@ -253,7 +256,7 @@ def main(argv):
     output_dir = Path(FLAGS.output_dir or ("checkpoints/table2_quick" if quick
                                            else "checkpoints/table2"))
     study = Study(output_dir, Path(FLAGS.results_dir or (output_dir if quick
-                                                         else "experiments/results")), quick,
+                                                         else RESULTS_DIR)), quick,
                   FLAGS.data_dir, FLAGS.model, FLAGS.commit)
     output_dir.mkdir(parents=True, exist_ok=True)
     study.results_dir.mkdir(parents=True, exist_ok=True)
@@ -264,7 +267,7 @@ def main(argv):
             get_task(task, FLAGS.data_dir)
         except PowerBertError as error:
             print(f"{task}: no data ({error})")
-            missing[task] = "no data here"
+            missing[task] = NO_DATA
     studied = [task for task in tasks if task not in missing]
     if FLAGS.train:
         for stage in FLAGS.stages:

@@ -21,6 +21,10 @@ from experiments.paper_table2 import PAPER_TABLE2
 
 NEAR_MAJORITY = 0.02  # a baseline this close to the constant predictor shows nothing
 RETRAINED_TOLERANCE = 0.005  # a baseline trained again this far from its record is named
+NO_DATA = "no data here"  # the reason of a task whose GLUE files are not in the data dir
+# The README's Table 2 sits between these lines; the study rewrites it (`with_readme_table`).
+README_MARKERS = ("<!-- table2: rebuilt from experiments/results/table2_summary.json by "
+                  "experiments/reproduce_table2.py; do not edit by hand -->", "<!-- /table2 -->")
 
 
 def load(task_dir: Path) -> dict[str, dict]:
@@ -233,6 +237,36 @@ def table2(summaries: list[dict], missing: dict[str, str]) -> str:
     for task, reason in sorted(missing.items()):
         lines.append(f"| {task} | {reason} | | | | | | | | | | {_paper(task)} | | |")
     return "\n".join(lines) + "\n"
+
+
+def readme_table(summary: dict) -> str:
+    """Markdown: the README's short Table 2 from `summary` (table2_summary.json): a row
+    per counted task, a row per task in progress, and the tasks without data."""
+    lines = ["| task | metric | seeds | BERT | PoWER-BERT | change | measured speed-up "
+             "(median, per seed) | paper BERT -> PoWER | paper speed-up | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in sorted(summary["summaries"], key=lambda s: s["task"]):
+        lines.append(
+            f"| {s['task']} | {s['metric']} | {len(s['seeds'])} | {_pm(s['baseline'])} "
+            f"| {_pm(s['power_bert'])} | {_pm(s['change'], sign=True)} "
+            f"| {', '.join(f'{m:.2f}x' for m in s['speedups'])} | {_paper(s['task'])} "
+            f"| {s['verdict']} |")
+    missing = summary["missing"]
+    for task, reason in sorted(missing.items()):
+        if reason != NO_DATA:
+            lines.append(f"| {task} | | | | | | | {_paper(task)} | {reason.split(';')[0]} |")
+    absent = sorted(task for task, reason in missing.items() if reason == NO_DATA)
+    return "\n".join(lines) + "\n" + (f"\nNo data here: {', '.join(absent)}.\n" if absent else "")
+
+
+def with_readme_table(readme: str, summary: dict) -> str:
+    """`readme` with the text between `README_MARKERS` replaced by `readme_table(summary)`."""
+    begin, end = README_MARKERS
+    head, found, rest = readme.partition(begin + "\n")
+    _, found_end, tail = rest.partition(end)
+    if not (found and found_end):
+        raise ValueError(f"the README has no Table 2 block ({begin} ... {end})")
+    return head + begin + "\n" + readme_table(summary) + end + tail
 
 
 def lever(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...],

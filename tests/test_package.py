@@ -70,3 +70,22 @@ def test_loading_a_classifier_registers_every_encoder():
                 "'SoftExtract', 'HardExtract', 'SignificanceScore'):\n"
                 "    assert keras.saving.get_registered_object('power_bert_tf>' + name), name")
     assert done.returncode == 0, done.stderr
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    """README.md and docs/*.md link files of the repository that exist (code is not
+    read for links)."""
+    import re
+
+    root = Path(__file__).parents[1]
+
+    def prose(page: Path) -> str:
+        return re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", page.read_text(), flags=re.S))
+
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    links = [(page, target) for page in pages
+             for target in re.findall(r"\]\(([^)#\s]+)", prose(page))]
+    assert len(links) > 20
+    broken = [f"{page.relative_to(root)}: {target}" for page, target in links
+              if "://" not in target and not (page.parent / target).exists()]
+    assert not broken

@@ -41,8 +41,10 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     a 30-word vocabulary) stands in for MiniLM, since this checks wiring, not accuracy."""
     out = tmp_path / "quick"
     model = f"--model={write_tiny_model(tmp_path / 'model')}"
+    readme = (ROOT / "README.md").read_text()
     result = _run("--quick", "--tasks=SST-2,QQP", f"--output_dir={out}", model)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (ROOT / "README.md").read_text() == readme  # smoke results stay out of it
     rows = _rows(out / "table2.md")
     assert set(rows) == {"SST-2", "QQP"}
     assert rows["QQP"][0] == "no data here"  # listed, not dropped
@@ -496,3 +498,39 @@ def test_git_commit_is_dirty_for_code_not_for_the_rebuilt_reports(tmp_path, monk
     assert not runner.git_commit().endswith("+dirty")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert runner.git_commit().endswith("+dirty")
+
+
+def test_the_readme_table_is_rebuilt_from_the_summary():
+    """The README's Table 2 is the committed table2_summary.json's, as the study writes it."""
+    from experiments.results_table import README_MARKERS, readme_table
+
+    summary = json.loads((ROOT / "experiments/results/table2_summary.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    begin, end = README_MARKERS
+    block = readme.split(begin + "\n", 1)[1].split(end, 1)[0]
+    assert block == readme_table(summary)
+    for row in summary["summaries"]:
+        assert f"| {row['task']} | {row['metric']} | {len(row['seeds'])} |" in block
+
+
+def test_with_readme_table_replaces_the_block_only():
+    from experiments.results_table import README_MARKERS, with_readme_table
+
+    begin, end = README_MARKERS
+    summary = {"summaries": [{
+        "task": "STS-B", "metric": "spearman", "seeds": [1, 2], "baseline": (0.86, 0.001),
+        "power_bert": (0.85, 0.0), "change": (-0.012, 0.001), "speedups": [2.11, 1.99],
+        "verdict": "loses 1.2 points"}],
+        "missing": {"QQP": "no data here", "RTE": "in progress, the grid to finish; grid x"}}
+    readme = f"# Title\n\n{begin}\nold rows\n{end}\n\nAfter.\n"
+    rebuilt = with_readme_table(readme, summary)
+    assert rebuilt.startswith(f"# Title\n\n{begin}\n| task |") and rebuilt.endswith(
+        f"{end}\n\nAfter.\n")
+    assert "old rows" not in rebuilt
+    assert ("| STS-B | spearman | 2 | 86.0 ± 0.1 | 85.0 ± 0.0 | -1.2 ± 0.1 | 2.11x, 1.99x "
+            "| 85.8 -> 85.1 | 2.0x | loses 1.2 points |") in rebuilt
+    assert "| RTE | | | | | | | 68.1 -> 67.4 | 3.4x | in progress, the grid to finish |" in rebuilt
+    assert "No data here: QQP." in rebuilt
+    assert with_readme_table(rebuilt, summary) == rebuilt
+    with pytest.raises(ValueError, match="no Table 2 block"):
+        with_readme_table("# Title\n", summary)
