@@ -63,6 +63,10 @@ flags.DEFINE_float("target_ramp", 0.5, "--target_speedup: fraction of the search
 flags.DEFINE_integer("epochs", None, "Epochs of every training phase whose own flag below "
                      "is not given.")
 flags.DEFINE_integer("finetune_epochs", 3, "Epochs of the fine-tune phase (best dev kept).")
+flags.DEFINE_integer("finetune_stop_epoch", 0, "Stop the fine-tune after this epoch of its "
+                     "--finetune_epochs schedule (0: run them all). The epochs it runs are those "
+                     "of the whole schedule (learning rate, data order, dropout), so a recorded "
+                     "run's best-epoch model comes back without the epochs after it.")
 flags.DEFINE_integer("search_epochs", 3, "Epochs of the search phase (last epoch kept).")
 flags.DEFINE_integer("retrain_epochs", 3, "Epochs of the retrain phase (best dev kept).")
 flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of steps of linear warm-up before the "
@@ -192,6 +196,7 @@ def config_from_flags() -> RunConfig:
                      else pick("lambda", defaults.mass_lambda)),
         target_speedup=FLAGS.target_speedup, target_ramp=FLAGS.target_ramp,
         finetune_epochs=phase_epochs("finetune_epochs"),
+        finetune_stop_epoch=FLAGS.finetune_stop_epoch,
         search_epochs=phase_epochs("search_epochs"),
         retrain_epochs=phase_epochs("retrain_epochs"),
         compare_after_retrain=FLAGS.compare_after_retrain,

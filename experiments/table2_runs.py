@@ -249,13 +249,18 @@ def finetune(study: Study, task: str, start: Start, seed: int, name: str, arm: s
 
 
 def _regenerate(study: Study, task: str, folder: Path, name: str, flags_: list[str]) -> None:
-    """Trains a finished fine-tune again for its model; its recorded JSON stays."""
+    """Trains a finished fine-tune again for its model, on its schedule up to its
+    recorded best epoch (`--finetune_stop_epoch`: the epochs after it cannot change the
+    kept model); its recorded JSON stays."""
     if (folder / task / "finetune" / "run.json").is_file():
         raise PowerBertError(f"{folder / task / 'finetune'} has a run.json but no "
                              "model.keras: remove the folder to train it again")
-    print(f"{task}: {name} is trained again for its model (its JSON is kept)", flush=True)
-    runner.run_glue(folder, task, "finetune", flags_, folder / "log.txt")
     recorded = json.loads((study.results(task) / f"{name}.json").read_text())
+    stop = recorded["best_epoch"]
+    print(f"{task}: {name} is trained again for its model, epochs 1-{stop} of "
+          f"{recorded['epochs']} (its JSON is kept)", flush=True)
+    runner.run_glue(folder, task, "finetune", [*flags_, f"--finetune_stop_epoch={stop}"],
+                    folder / "log.txt")
     again = _read_run(folder, task, "finetune")["dev"][recorded["metric"]]
     note = ("as recorded" if abs(again - recorded["best_dev"]) < 1e-6
             else f"recorded {recorded['best_dev']:.4f}")

@@ -30,6 +30,8 @@ def test_import_does_not_load_tensorflow():
 @pytest.mark.parametrize("flags, message", [
     (["--task=SST-2", "--batch_size=0"], "error: --batch_size must be >= 1, got 0"),
     (["--task=SST-2", "--length_grouping=-2"], "error: --length_grouping=-2 must be >= 0"),
+    (["--task=SST-2", "--finetune_epochs=4", "--finetune_stop_epoch=5"],
+     "error: --finetune_stop_epoch=5 must be between 0 (off) and --finetune_epochs=4"),
     (["--task=SST-2", "--train_precision=fp16"],
      "flag --train_precision=fp16: value should be one of <fp32|bf16>"),
 ])

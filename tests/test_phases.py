@@ -135,6 +135,15 @@ def test_resume_after_a_kill_matches_an_unbroken_run(tiny, tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         phases.run(make_config(tiny, tmp_path / "killed", phase="finetune"))
     monkeypatch.setattr(TrainingState, "save", original_save)
+    # Stopped after epoch 1 of the same 2-epoch schedule: the first epoch of the unbroken
+    # run (its learning rates, batches and dropout), not a 1-epoch schedule's.
+    phases.run(make_config(tiny, tmp_path / "stopped", phase="finetune", finetune_stop_epoch=1))
+    stopped = read(tmp_path / "stopped" / "custom" / "finetune" / "history.json")
+    assert [h["epoch"] for h in stopped] == [1]
+    for stopped_weight, killed_weight in zip(
+            _weights(tmp_path / "stopped" / "custom" / "finetune" / "model.keras"),
+            _weights(tmp_path / "killed" / "custom" / "finetune" / "model.keras")):
+        np.testing.assert_allclose(stopped_weight, killed_weight, atol=1e-5)
     with pytest.raises(PowerBertError, match="holds an unfinished run; pass --resume"):
         phases.run(make_config(tiny, tmp_path / "killed", phase="finetune"))
     phases.run(make_config(tiny, tmp_path / "killed", phase="finetune", resume=True))

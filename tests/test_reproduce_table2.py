@@ -342,14 +342,17 @@ def test_a_finished_baseline_without_its_model_is_trained_again(tmp_path, monkey
                               [0.55, 0.53, 0.56, 0.54])):
         study.results(task).mkdir(parents=True)
         for name, best in zip(names, dev):
-            (study.results(task) / f"{name}.json").write_text(
-                json.dumps({"best_dev": best, "metric": "f1", "arm": "grid"}))
+            (study.results(task) / f"{name}.json").write_text(json.dumps(
+                {"best_dev": best, "metric": "f1", "arm": "grid", "epochs": 5,
+                 "best_epoch": 3}))
     recorded = (study.results("RTE") / "finetune_lr5e-05_fromMRPC_e5_seed1.json").read_text()
 
     table2_runs.baseline(study, "RTE", Start(5e-5, "MRPC", 5), 1)
     assert [(task, name) for task, name, _ in calls] == [
         ("MRPC", "finetune_lr0.0001_e5_seed1"), ("RTE", "finetune_lr5e-05_fromMRPC_e5_seed1")]
     assert "--learning_rate=0.0001" in calls[0][2] and "--finetune_epochs=5" in calls[0][2]
+    # on the recorded schedule, up to the recorded best epoch: the model it kept
+    assert all(flags[-1] == "--finetune_stop_epoch=3" for _, _, flags in calls)
     mrpc = (study.runs("MRPC") / "finetune_lr0.0001_e5_seed1" / "MRPC" / "finetune"
             / "model.keras")
     assert f"--init_checkpoint={mrpc}" in calls[1][2]

@@ -67,6 +67,7 @@ class RunConfig:
     target_speedup: float | None = None  # steer the search to this FLOP bound instead
     target_ramp: float = 0.5  # fraction of the search over which the budget tightens
     finetune_epochs: int = 3
+    finetune_stop_epoch: int = 0  # stop the fine-tune's schedule after this epoch; 0: never
     search_epochs: int = 3
     retrain_epochs: int = 3
     compare_after_retrain: bool = True  # --phase=retrain ends with the timed comparison
@@ -115,6 +116,9 @@ class RunConfig:
         for name in ("finetune_epochs", "search_epochs", "retrain_epochs"):
             if getattr(self, name) < 1:
                 raise PowerBertError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.finetune_stop_epoch <= self.finetune_epochs:
+            raise PowerBertError(f"--finetune_stop_epoch={self.finetune_stop_epoch} must be "
+                                 f"between 0 (off) and --finetune_epochs={self.finetune_epochs}")
         for name in ("learning_rate", "soft_extract_learning_rate"):
             if getattr(self, name) <= 0:
                 raise PowerBertError(f"--{name} must be > 0, got {getattr(self, name)}")

@@ -25,6 +25,7 @@ def finetune(ctx: Context) -> dict:
         optimizer = adam(config.learning_rate, total_steps(ctx, config.finetune_epochs),
                          config.warmup_proportion, "adam")
     history, best = fit_phase(ctx, "finetune", model, [OptimizerGroup(optimizer, lambda v: True)],
-                              config.finetune_epochs, keep_best=True)
+                              config.finetune_stop_epoch or config.finetune_epochs,
+                              keep_best=True)
     ctx.record_run(folder, "finetune", started, dev=best, history=history)
     return {"dev": best}
