@@ -14,13 +14,15 @@ more; this changes which rows share a batch, not which rows an epoch sees.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context
 
 from power_bert_tf.data.tasks import Example
 from power_bert_tf.errors import PowerBertError
@@ -74,7 +76,8 @@ def batch_rows(rows: Rows, *, batch_size: int, shuffle: bool = False,
         rows: `encode`'s rows of a split.
         batch_size: examples per batch.
         shuffle: shuffle all rows, anew each epoch; the order is fixed by `seed`.
-        seed: shuffle seed; None draws a random order.
+        seed: shuffle seed, TF's global and op seed both (`shuffle_seeds`); None draws
+            a random order.
         drop_remainder: drop the last, smaller batch.
         trim_to_multiple: None keeps every batch at the tokenizer's length N; an integer m
             trims each batch to its longest sequence rounded up to a multiple of m (at
@@ -95,6 +98,34 @@ def batch_rows(rows: Rows, *, batch_size: int, shuffle: bool = False,
         raise PowerBertError(f"trim_to_multiple must be >= 1, got {trim_to_multiple}")
     if length_window < 0:
         raise PowerBertError(f"length_window must be >= 0, got {length_window}")
+    with shuffle_seeds(seed):
+        return _batches(rows, batch_size, shuffle, seed, drop_remainder, trim_to_multiple,
+                        length_window)
+
+
+@contextlib.contextmanager
+def shuffle_seeds(seed: int | None) -> Iterator[None]:
+    """Inside, TF's global seed is `seed` (unless None), so that a shuffle made with op
+    seed `seed` orders as it did under `tf.random.set_seed(seed)` each epoch, which the
+    study's recorded runs did; without `tf.random.set_seed`'s clearing of TF's kernel
+    cache, which sets every traced step up again (seconds an epoch). Only the seeds of
+    the ops made inside change. TF has no public setter of the global seed that keeps the
+    cache: this sets the eager context's attribute that `tf.random.set_seed` sets."""
+    if seed is None:
+        yield
+        return
+    eager = context.context()
+    saved = eager._seed  # noqa: SLF001
+    eager._seed = seed  # noqa: SLF001
+    try:
+        yield
+    finally:
+        eager._seed = saved  # noqa: SLF001
+
+
+def _batches(rows: Rows, batch_size: int, shuffle: bool, seed: int | None,
+             drop_remainder: bool, trim_to_multiple: int | None,
+             length_window: int) -> tf.data.Dataset:
     count = len(rows["input_mask"])
     dataset = tf.data.Dataset.from_tensor_slices(rows)
     if shuffle:
