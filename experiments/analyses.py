@@ -40,6 +40,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.runner import git_commit  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.pipeline import count_batches, make_dataset  # noqa: E402
 from power_bert_tf.data.tasks import Task, get_task  # noqa: E402
@@ -104,7 +105,7 @@ class Analysis:
 def _save(name: str, data: dict, figure, seconds: float) -> None:
     results = Path(FLAGS.results_dir)
     data = {"analysis": name, "command": " ".join(["python", *sys.argv]),
-            "wall_seconds": round(seconds, 1), **data}
+            "git_commit": git_commit(), "wall_seconds": round(seconds, 1), **data}
     (results / f"analysis_{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     figure.savefig(results / f"analysis_{name}.png", dpi=120, bbox_inches="tight")
     plt.close(figure)

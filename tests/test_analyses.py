@@ -75,6 +75,7 @@ def test_position_classifiers(checkpoints, tmp_path):
     assert set(position["accuracy"]) == {"0", "2"}
     assert all(0 <= acc <= 1 for acc in position["accuracy"].values())
     assert position["real_token_fraction"]["0"] == 1.0
+    assert position["command"].startswith("python ") and position["git_commit"]
 
 
 def test_unknown_analysis_is_one_line_error(tmp_path):
