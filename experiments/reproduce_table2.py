@@ -118,6 +118,12 @@ def run_stage(study: Study, stage: str, task: str) -> None:
                                       ablation_results(study, task, start))
 
 
+def project_table(study: Study) -> bool:
+    """Whether `study` writes the project's Table 2 (experiments/results, not --quick):
+    then it covers every task, whichever a call runs, and the README shows it."""
+    return not study.quick and study.results_dir.resolve() == RESULTS_DIR.resolve()
+
+
 def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
     started, summaries, others = time.time(), [], []
     with_data = {task: load(study.results(task)) for task in tasks if task not in missing}
@@ -153,7 +159,7 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                "git_commit": runner.git_commit(),
                "wall_seconds": round(time.time() - started, 1)}
     (study.results_dir / "table2_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if not study.quick and study.results_dir.resolve() == RESULTS_DIR.resolve():
+    if project_table(study):
         README.write_text(with_readme_table(README.read_text(), summary))
     header = ("# Table 2 on the embedded MiniLM (GLUE dev sets, 2-core CPU)\n\n"
               "Made by `python experiments/reproduce_table2.py"
@@ -261,9 +267,7 @@ def main(argv):
     output_dir.mkdir(parents=True, exist_ok=True)
     study.results_dir.mkdir(parents=True, exist_ok=True)
     tasks = [canonical_task_name(task) for task in FLAGS.tasks]
-    # The project's Table 2 (and the README's) covers every task, whichever this call runs.
-    project = not quick and study.results_dir.resolve() == RESULTS_DIR.resolve()
-    shown = list(dict.fromkeys([*tasks, *TASKS])) if project else tasks
+    shown = list(dict.fromkeys([*tasks, *TASKS])) if project_table(study) else tasks
     missing, failed = {}, []
     for task in shown:
         try:
