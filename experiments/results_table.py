@@ -120,8 +120,7 @@ def _against_budget(differences: list[float], seeds: int) -> str:
     points = 100 * sum(differences) / len(differences)
     of = "" if len(differences) == seeds else f" ({len(differences)} of {seeds} seeds)"
     if points < -1:
-        return (f"{points:.1f} points against the same-budget BERT{of}, which training "
-                f"longer lifts: outside 1 point of it")
+        return f"{points:.1f} points against the same-budget BERT{of}: outside 1 point of it"
     return f"{points:+.1f} points against the same-budget BERT{of}"
 
 
