@@ -21,8 +21,9 @@ For each task with data, in stages (each stage over every task before the next):
   bf16     the same with --train_precision=bf16 (mixed bfloat16 training);
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
            targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py), every
-           seed, one run per seed and point; then ablation_<task>.{json,png}, mean +- std
-           over seeds (experiments/ablation_figure.py).
+           seed, one run per seed and point; (CoLA) Attn-WS alone at 2 and 3x, under the
+           paper's 4.5x; then ablation_<task>.{json,png}, mean +- std over seeds
+           (experiments/ablation_figure.py).
 The plans and the runs are in experiments/table2_runs.py. Every finished run writes
 one JSON (command, git commit, wall time) under <results_dir>/table2/<task>/ and is
 skipped when the study is run again; a killed run resumes from its last completed
@@ -49,7 +50,7 @@ from experiments.results_table import lever as lever_row  # noqa: E402
 from experiments.results_table import (NO_DATA, first_aim_line, lever_table,  # noqa: E402
                                        load, power_starts, retrained_baseline_lines,
                                        summarize, table2, with_readme_table)
-from experiments.table2_runs import (ABLATION_TASKS, AIM, MARGIN,  # noqa: E402
+from experiments.table2_runs import (ABLATIONS, AIM, MARGIN,  # noqa: E402
                                      LEVER_TASKS, LEVERS, SMALL, Study, ablation,
                                      ablation_results, baseline, finetune, power,
                                      target_search)
@@ -111,7 +112,7 @@ def run_stage(study: Study, stage: str, task: str) -> None:
             baseline(study, task, start, seed, need_model=False)
             finetune(study, task, start, seed, start.lever_name(lever.arm, seed), lever.arm,
                      extra=(lever.flag,))
-    elif stage == "ablation" and (task in ABLATION_TASKS or study.quick):
+    elif stage == "ablation" and (task in ABLATIONS or study.quick):
         for seed in plan.seeds:
             ablation(study, task, start, seed)
         ablation_figure.write_summary(study.results_dir, task,

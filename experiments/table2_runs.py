@@ -115,9 +115,6 @@ class Lever:
 LEVERS = (Lever("grouping", "grouped", "--length_grouping=50", "Length grouping"),
           Lever("bf16", "bf16", "--train_precision=bf16", "Mixed bfloat16 training"))
 LEVER_TASKS = ("CoLA", "STS-B")
-# The ablation: one tradeoff.py run (one JSON) per seed and target (Attn-WS, Head-WS and
-# Rand-WS from one search), and per seed and kept-layer count, so that each fits a session.
-ABLATION_TASKS = ("SST-2", "RTE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +129,12 @@ class AblationPlan:
                 + [(f"keep{k}", "", k) for k in self.keep_layers])
 
 
+# The ablation: one tradeoff.py run (one JSON) per seed and target (Attn-WS, Head-WS and
+# Rand-WS from one search), and per seed and kept-layer count, so that each fits a session.
+# CoLA, which misses the 1-point line at the paper's 4.5x, gets Attn-WS alone below it:
+# what the 6-layer model loses at 2x and 3x is the measured reason.
 ABLATION = AblationPlan(("2", "3", "4", "6"), ("2", "4"), "head,random")
+ABLATIONS = {"SST-2": ABLATION, "RTE": ABLATION, "CoLA": AblationPlan(("2", "3"), (), "")}
 QUICK_ABLATION = AblationPlan(("2",), (), "head")
 
 
@@ -363,7 +365,7 @@ def ablation(study: Study, task: str, start: Start, seed: int) -> None:
     """Attn-WS, Head-WS, Rand-WS from the same search weights at each target, and the
     first k layers: one run per point, its JSON
     <ablation_results(study, task, start)>/tradeoff_<task>_seed<s>_<point>.json."""
-    plan, ablation_plan = study.plan(task), QUICK_ABLATION if study.quick else ABLATION
+    plan, ablation_plan = study.plan(task), QUICK_ABLATION if study.quick else ABLATIONS[task]
     results = ablation_results(study, task, start)
     for name, targets, keep in ablation_plan.points():
         tag = f"seed{seed}_{name}"

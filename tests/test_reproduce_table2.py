@@ -369,6 +369,28 @@ def test_a_finished_baseline_without_its_model_is_trained_again(tmp_path, monkey
     assert len(calls) == 2  # the grid stage needs no model
 
 
+def test_colas_ablation_is_power_bert_alone_under_the_papers_speedup(tmp_path, monkeypatch):
+    """CoLA misses the 1-point line at 4.5x: its ablation stage runs Attn-WS alone at 2
+    and 3x (no Head-WS / Rand-WS, no layer dropping); SST-2 and RTE run the whole one."""
+    from experiments import runner, table2_runs
+    from experiments.results_table import Start
+
+    commands = []
+    monkeypatch.setattr(runner, "run_logged", lambda command, log, title: commands.append(
+        command))
+    monkeypatch.setattr(table2_runs, "baseline", lambda study, task, start, seed: tmp_path)
+    study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
+    table2_runs.ablation(study, "CoLA", Start(5e-5, None, 10), 1)
+    assert [[f for f in c if f.split("=")[0] in ("--targets", "--keep_layers", "--selections")]
+            for c in commands] == [["--targets=2", "--keep_layers=", "--selections="],
+                                   ["--targets=3", "--keep_layers=", "--selections="]]
+    commands.clear()
+    table2_runs.ablation(study, "RTE", Start(1e-4, "MRPC", 5), 2)
+    assert [c for c in commands if "--selections=head,random" in c and "--seed=2" in c
+            and any(f.startswith("--targets=") and f != "--targets=" for f in c)]
+    assert sum("--keep_layers=2" in c or "--keep_layers=4" in c for c in commands) == 2
+
+
 def test_a_task_measured_under_the_paper_is_re_aimed(tmp_path, monkeypatch):
     """A first run that measured under the paper's speed-up (first_aim/) sets every seed's
     target from its measured / FLOP-bound ratio; a search to another target is refused."""
