@@ -362,8 +362,8 @@ def ablation_results(study: Study, task: str, start: Start) -> Path:
 
 
 def ablation(study: Study, task: str, start: Start, seed: int) -> None:
-    """Attn-WS, Head-WS, Rand-WS from the same search weights at each target, and the
-    first k layers: one run per point, its JSON
+    """The task's AblationPlan (ABLATIONS): Attn-WS and its selections from the same
+    search weights at each target, and the first k layers: one run per point, its JSON
     <ablation_results(study, task, start)>/tradeoff_<task>_seed<s>_<point>.json."""
     plan, ablation_plan = study.plan(task), QUICK_ABLATION if study.quick else ABLATIONS[task]
     results = ablation_results(study, task, start)
