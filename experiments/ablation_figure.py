@@ -8,7 +8,8 @@ from one baseline, `table2/<task>/ablation_<start>/`; one run of
 `experiments/tradeoff.py` per seed and target, or per seed and kept-layer count, written
 by `reproduce_table2.py --stages=ablation`) and, per method (PoWER-BERT's Attn-WS,
 Head-WS, Rand-WS, the first k layers) and point, takes the mean and sample std over seeds
-of the dev metric and of the measured time relative to the baseline. At each target the
+of the dev metric, of its change from the seed's baseline (paired by seed) and of the
+measured time relative to the baseline. At each target the
 paired per-seed differences Attn-WS - Head-WS and Attn-WS - Rand-WS are compared with the
 seed spread: a difference "exceeds the seed spread" when its mean is larger than the
 larger std of the two methods (and there are at least 2 seeds). Writes
@@ -68,6 +69,7 @@ def summarize(task: str, points: list[dict]) -> dict:
     for (kind, label), members in sorted(groups.items()):
         rows.append({"kind": kind, "label": label, "seeds": sorted(p["seed"] for p in members),
                      "dev": mean_std([p["dev"] for p in members]),
+                     "change": mean_std([p["dev"] - p["baseline_dev"] for p in members]),
                      "relative_time": mean_std([p["relative_time"] for p in members]),
                      "retention": members[0].get("retention")})
     comparisons = []
@@ -125,10 +127,18 @@ def write_summary(results_dir: Path, task: str, runs_dir: Path) -> Path | None:
         return None
     started, summary = time.time(), summarize(task, points)
     path = Path(results_dir) / f"ablation_{task}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     plot(summary, path.with_suffix(".png"))
     path.write_text(json.dumps({
         **summary, "command": " ".join(["python", *sys.argv]), "git_commit": git_commit(),
         "wall_seconds": round(time.time() - started, 1)}, indent=2) + "\n")
+    for row in summary["rows"]:
+        (dev, dev_std), (change, change_std) = row["dev"], row["change"]
+        time_mean, time_std = row["relative_time"]
+        print(f"{task} {row['kind']} {row['label']}: {100 * dev:.1f} ± {100 * dev_std:.1f} "
+              f"({100 * change:+.1f} ± {100 * change_std:.1f} points against each seed's "
+              f"BERT) in {time_mean:.2f} ± {time_std:.2f} of BERT's time, seeds "
+              f"{','.join(map(str, row['seeds']))}")
     for comparison in summary["comparisons"]:
         mean, std = comparison["difference"]
         print(f"{task} {comparison['label']}: Attn-WS - {comparison['versus']} "

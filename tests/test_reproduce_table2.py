@@ -449,6 +449,8 @@ def test_ablation_summary_over_seeds(tmp_path):
     rows = {(row["kind"], row["label"]): row for row in summary["rows"]}
     assert rows["PoWER-BERT (Attn-WS)", "target=2x"]["seeds"] == [1, 2, 3]
     assert rows["PoWER-BERT (Attn-WS)", "target=2x"]["dev"] == pytest.approx([0.61, 0.01])
+    # Paired with each seed's baseline (0.61, 0.62, 0.63): -0.01, 0.0, -0.02.
+    assert rows["PoWER-BERT (Attn-WS)", "target=2x"]["change"] == pytest.approx([-0.01, 0.01])
     assert rows["drop top layers", "2 layers"]["relative_time"] == pytest.approx([0.36, 0.0])
     assert summary["baseline_dev"] == pytest.approx([0.62, 0.01])
     verdicts = {c["versus"]: (c["difference"][0], c["verdict"])
