@@ -22,8 +22,8 @@ For each task with data, in stages (each stage over every task before the next):
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
            targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py), every
            seed, one run per seed and point; (CoLA) Attn-WS alone at 2 and 3x, under the
-           paper's 4.5x; then ablation_<task>.{json,png}, mean +- std over seeds
-           (experiments/ablation_figure.py).
+           paper's 4.5x. Every call (--notrain too) rebuilds ablation_<task>.{json,png},
+           mean +- std over the seeds finished so far (experiments/ablation_figure.py).
 The plans and the runs are in experiments/table2_runs.py. Every finished run writes
 one JSON (command, git commit, wall time) under <results_dir>/table2/<task>/ and is
 skipped when the study is run again; a killed run resumes from its last completed
@@ -115,8 +115,16 @@ def run_stage(study: Study, stage: str, task: str) -> None:
     elif stage == "ablation" and (task in ABLATIONS or study.quick):
         for seed in plan.seeds:
             ablation(study, task, start, seed)
-        ablation_figure.write_summary(study.results_dir, task,
-                                      ablation_results(study, task, start))
+
+
+def write_ablation_summaries(study: Study, tasks: list[str]) -> None:
+    """ablation_<task>.{json,png} from the run files of each task's ablation (those
+    finished so far, from the grid's chosen baseline); nothing for a task without any."""
+    for task in tasks:
+        start = study.chosen(task) if task in ABLATIONS or study.quick else None
+        if start is not None:
+            ablation_figure.write_summary(study.results_dir, task,
+                                          ablation_results(study, task, start))
 
 
 def project_table(study: Study) -> bool:
@@ -290,6 +298,7 @@ def main(argv):
                     missing[task] = f"failed: {error}".replace("|", "/")
     print(build_table(study, shown, missing))
     target_search_figure.write_figure(study.results_dir)
+    write_ablation_summaries(study, [task for task in shown if task not in missing])
     errors = []
     if FLAGS.figures and FLAGS.train and "SST-2" in studied:
         error = analyses(study)
