@@ -50,7 +50,7 @@ from experiments.results_table import lever as lever_row  # noqa: E402
 from experiments.results_table import (NO_DATA, first_aim_line, lever_table,  # noqa: E402
                                        load, power_starts, retrained_baseline_lines,
                                        summarize, table2, with_readme_table)
-from experiments.table2_runs import (ABLATIONS, AIM, MARGIN,  # noqa: E402
+from experiments.table2_runs import (AIM, MARGIN,  # noqa: E402
                                      LEVER_TASKS, LEVERS, SMALL, Study, ablation,
                                      ablation_results, baseline, finetune, power,
                                      target_search)
@@ -112,7 +112,7 @@ def run_stage(study: Study, stage: str, task: str) -> None:
             baseline(study, task, start, seed, need_model=False)
             finetune(study, task, start, seed, start.lever_name(lever.arm, seed), lever.arm,
                      extra=(lever.flag,))
-    elif stage == "ablation" and (task in ABLATIONS or study.quick):
+    elif stage == "ablation" and study.ablation_plan(task):
         for seed in plan.seeds:
             ablation(study, task, start, seed)
 
@@ -121,7 +121,7 @@ def write_ablation_summaries(study: Study, tasks: list[str]) -> None:
     """ablation_<task>.{json,png} from the run files of each task's ablation (those
     finished so far, from the grid's chosen baseline); nothing for a task without any."""
     for task in tasks:
-        start = study.chosen(task) if task in ABLATIONS or study.quick else None
+        start = study.chosen(task) if study.ablation_plan(task) else None
         if start is not None:
             ablation_figure.write_summary(study.results_dir, task,
                                           ablation_results(study, task, start))

@@ -152,6 +152,10 @@ class Study:
     def plan(self, task: str) -> TaskPlan:
         return QUICK_PLAN if self.quick else PLANS.get(task, SMALL)
 
+    def ablation_plan(self, task: str) -> AblationPlan | None:
+        """The task's ablation (ABLATIONS); None for a task the study does not ablate."""
+        return QUICK_ABLATION if self.quick else ABLATIONS.get(task)
+
     def results(self, task: str) -> Path:
         return self.results_dir / "table2" / task
 
@@ -362,10 +366,10 @@ def ablation_results(study: Study, task: str, start: Start) -> Path:
 
 
 def ablation(study: Study, task: str, start: Start, seed: int) -> None:
-    """The task's AblationPlan (ABLATIONS): Attn-WS and its selections from the same
+    """The task's `Study.ablation_plan`: Attn-WS and its selections from the same
     search weights at each target, and the first k layers: one run per point, its JSON
     <ablation_results(study, task, start)>/tradeoff_<task>_seed<s>_<point>.json."""
-    plan, ablation_plan = study.plan(task), QUICK_ABLATION if study.quick else ABLATIONS[task]
+    plan, ablation_plan = study.plan(task), study.ablation_plan(task)
     results = ablation_results(study, task, start)
     for name, targets, keep in ablation_plan.points():
         tag = f"seed{seed}_{name}"
