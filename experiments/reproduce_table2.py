@@ -45,15 +45,15 @@ from absl import app, flags
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
+from experiments import runner, target_search_figure  # noqa: E402
 from experiments.results_table import lever as lever_row  # noqa: E402
 from experiments.results_table import (NO_DATA, first_aim_line, lever_table,  # noqa: E402
                                        load, power_starts, retrained_baseline_lines,
                                        summarize, table2, with_readme_table)
 from experiments.table2_runs import (AIM, MARGIN,  # noqa: E402
                                      LEVER_TASKS, LEVERS, SMALL, Study, ablation,
-                                     ablation_results, baseline, finetune, power,
-                                     target_search)
+                                     baseline, finetune, power, target_search,
+                                     write_ablation_summaries)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -115,16 +115,6 @@ def run_stage(study: Study, stage: str, task: str) -> None:
     elif stage == "ablation" and study.ablation_plan(task):
         for seed in plan.seeds:
             ablation(study, task, start, seed)
-
-
-def write_ablation_summaries(study: Study, tasks: list[str]) -> None:
-    """ablation_<task>.{json,png} from the run files of each task's ablation (those
-    finished so far, from the grid's chosen baseline); nothing for a task without any."""
-    for task in tasks:
-        start = study.chosen(task) if study.ablation_plan(task) else None
-        if start is not None:
-            ablation_figure.write_summary(study.results_dir, task,
-                                          ablation_results(study, task, start))
 
 
 def project_table(study: Study) -> bool:

@@ -1,4 +1,5 @@
 """`import power_bert_tf` is light: TensorFlow loads only when a name needs it."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,20 @@ def test_a_bad_run_glue_flag_is_reported_before_tensorflow_loads(flags, message)
                 "assert not heavy, heavy\n")
     assert done.returncode == 0, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_experiment_modules_the_tests_import_load_in_one_process():
+    """pytest-xdist may run any tests in one worker, so every experiments module a test
+    imports must import beside the others: no two may define the same absl flag (a
+    driver that defines its flags at import is run, not imported)."""
+    imports = re.compile(r"^\s*from experiments(?:\.(\w+) import| import ([\w, ]+))", re.M)
+    modules = set()
+    for test in (REPO / "tests").glob("test_*.py"):
+        for module, names in imports.findall(test.read_text()):
+            modules.update([module] if module else [n.strip() for n in names.split(",")])
+    assert {"analyses", "table2_runs", "ablation_figure"} <= modules, sorted(modules)
+    done = _run("".join(f"import experiments.{m}\n" for m in sorted(modules)))
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_all_lists_every_lazy_name():
