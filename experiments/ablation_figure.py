@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_table import mean_std  # noqa: E402
 from experiments.runner import git_commit  # noqa: E402
+from experiments.table2_runs import Study, ablation_results  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 
@@ -145,6 +146,15 @@ def write_summary(results_dir: Path, task: str, runs_dir: Path) -> Path | None:
               f"{100 * mean:+.1f} ± {100 * std:.1f} points over seeds "
               f"{','.join(map(str, comparison['seeds']))} ({comparison['verdict']})")
     return path
+
+
+def write_study_summaries(study: Study, tasks: list[str]) -> None:
+    """ablation_<task>.{json,png} from the run files of each task's ablation (those
+    finished so far, from the grid's chosen baseline); nothing for a task without any."""
+    for task in tasks:
+        start = study.chosen(task) if study.ablation_plan(task) else None
+        if start is not None:
+            write_summary(study.results_dir, task, ablation_results(study, task, start))
 
 
 def main(argv: list[str]) -> None:

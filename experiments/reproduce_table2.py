@@ -45,15 +45,14 @@ from absl import app, flags
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from experiments import runner, target_search_figure  # noqa: E402
+from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
 from experiments.results_table import lever as lever_row  # noqa: E402
 from experiments.results_table import (NO_DATA, first_aim_line, lever_table,  # noqa: E402
                                        load, power_starts, retrained_baseline_lines,
                                        summarize, table2, with_readme_table)
 from experiments.table2_runs import (AIM, MARGIN,  # noqa: E402
                                      LEVER_TASKS, LEVERS, SMALL, Study, ablation,
-                                     baseline, finetune, power, target_search,
-                                     write_ablation_summaries)
+                                     baseline, finetune, power, target_search)
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -288,7 +287,7 @@ def main(argv):
                     missing[task] = f"failed: {error}".replace("|", "/")
     print(build_table(study, shown, missing))
     target_search_figure.write_figure(study.results_dir)
-    write_ablation_summaries(study, [task for task in shown if task not in missing])
+    ablation_figure.write_study_summaries(study, [t for t in shown if t not in missing])
     errors = []
     if FLAGS.figures and FLAGS.train and "SST-2" in studied:
         error = analyses(study)

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import ablation_figure, runner
+from experiments import runner
 from experiments.paper_table2 import PAPER_TABLE2
 from experiments.results_table import Start, choose_start, load, majority_dev
 from power_bert_tf.errors import PowerBertError
@@ -393,13 +393,3 @@ def ablation(study: Study, task: str, start: Start, seed: int) -> None:
         if study.commit:
             for file in (path, path.with_suffix(".png")):
                 runner.commit_file(file, f"Table 2 study: {task} ablation {tag}")
-
-
-def write_ablation_summaries(study: Study, tasks: list[str]) -> None:
-    """ablation_<task>.{json,png} from the run files of each task's ablation (those
-    finished so far, from the grid's chosen baseline); nothing for a task without any."""
-    for task in tasks:
-        start = study.chosen(task) if study.ablation_plan(task) else None
-        if start is not None:
-            ablation_figure.write_summary(study.results_dir, task,
-                                          ablation_results(study, task, start))

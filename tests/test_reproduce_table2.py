@@ -465,7 +465,7 @@ def test_every_call_rebuilds_the_ablation_summaries_from_their_run_files(tmp_pat
                                                                           monkeypatch):
     """`--notrain` too: ablation_<task>.json from the chosen baseline's ablation runs
     finished so far; nothing for a task without runs or outside ABLATIONS."""
-    from experiments import table2_runs
+    from experiments import ablation_figure, table2_runs
     from experiments.results_table import Start
 
     study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
@@ -474,11 +474,11 @@ def test_every_call_rebuilds_the_ablation_summaries_from_their_run_files(tmp_pat
     folder = table2_runs.ablation_results(study, "RTE", start)
     folder.mkdir(parents=True)
     _ablation_run(folder, 1, "target2", [("PoWER-BERT (Attn-WS)", "target=2x", 0.6, 0.5)])
-    table2_runs.write_ablation_summaries(study, ["RTE", "SST-2", "STS-B"])
+    ablation_figure.write_study_summaries(study, ["RTE", "SST-2", "STS-B"])
     assert sorted(p.name for p in study.results_dir.glob("ablation_*")) == [
         "ablation_RTE.json", "ablation_RTE.png"]
     _ablation_run(folder, 2, "target2", [("PoWER-BERT (Attn-WS)", "target=2x", 0.64, 0.5)])
-    table2_runs.write_ablation_summaries(study, ["RTE"])
+    ablation_figure.write_study_summaries(study, ["RTE"])
     summary = json.loads((study.results_dir / "ablation_RTE.json").read_text())
     assert summary["rows"][0]["seeds"] == [1, 2]
 
