@@ -79,11 +79,17 @@ flags.DEFINE_string("results_dir", None, "Where table2/, table2.md and the figur
                     "Default: experiments/results, or --output_dir with --quick.")
 flags.DEFINE_string("data_dir", None, "GLUE data root. Default: $GLUE_DIR, else ../shared/glue.")
 flags.DEFINE_string("model", "embedded", "run_glue.py --model: pre-trained weights.")
+flags.DEFINE_list("seeds", [], "Seeds the per-seed stages (seeds, budget, the levers, "
+                  "ablation) run, in this order, each of every task's plan (e.g. 2,3 to "
+                  "run the seeds whose models are on disk first). Default: the plan's.")
 FLAGS = flags.FLAGS
 
 
-def run_stage(study: Study, stage: str, task: str) -> None:
+def run_stage(study: Study, stage: str, task: str, only: tuple[int, ...] = ()) -> None:
+    """Runs `stage` for `task`; the per-seed stages run the seeds of `only` (all the
+    plan's if empty)."""
     plan = study.plan(task)
+    seeds = only or plan.seeds
     if stage == "grid":
         for start in plan.starts:
             finetune(study, task, start, plan.seeds[0], start.name(plan.seeds[0]), "grid")
@@ -99,20 +105,20 @@ def run_stage(study: Study, stage: str, task: str) -> None:
     elif stage == "power":
         power(study, task, start, plan.seeds[0])
     elif stage == "seeds":
-        for seed in plan.seeds[1:]:
+        for seed in [seed for seed in seeds if seed != plan.seeds[0]]:
             power(study, task, start, seed)
     elif stage == "budget":
         budget = plan.same_budget(start)
-        for seed in plan.seeds:
+        for seed in seeds:
             finetune(study, task, budget, seed, budget.name(seed), "same_budget")
     elif stage in LEVERS_BY_STAGE and (task in LEVER_TASKS or study.quick):
         lever = LEVERS_BY_STAGE[stage]
-        for seed in plan.seeds:  # the plain baseline's JSON, not its model, is compared
+        for seed in seeds:  # the plain baseline's JSON, not its model, is compared
             baseline(study, task, start, seed, need_model=False)
             finetune(study, task, start, seed, start.lever_name(lever.arm, seed), lever.arm,
                      extra=(lever.flag,))
     elif stage == "ablation" and study.ablation_plan(task):
-        for seed in plan.seeds:
+        for seed in seeds:
             ablation(study, task, start, seed)
 
 
@@ -248,6 +254,21 @@ def analyses(study: Study) -> str | None:
     return None
 
 
+def _seeds(values: list[str], study: Study, tasks: list[str]) -> tuple[int, ...]:
+    """--seeds as integers, each in every studied task's plan."""
+    try:
+        seeds = tuple(int(value) for value in values)
+    except ValueError:
+        raise PowerBertError(f"--seeds={','.join(values)}: not a list of integers") from None
+    for task in tasks:
+        unknown = sorted(set(seeds) - set(study.plan(task).seeds))
+        if unknown:
+            raise PowerBertError(
+                f"--seeds: {task}'s plan has no seed {', '.join(map(str, unknown))}; its "
+                f"seeds are {', '.join(map(str, study.plan(task).seeds))}")
+    return seeds
+
+
 @exit_on_user_error
 def main(argv):
     if len(argv) > 1:
@@ -274,13 +295,14 @@ def main(argv):
             print(f"{task}: no data ({error})")
             missing[task] = NO_DATA
     studied = [task for task in tasks if task not in missing]
+    only = _seeds(FLAGS.seeds, study, studied)
     if FLAGS.train:
         for stage in FLAGS.stages:
             for task in studied:
                 if task in failed:
                     continue
                 try:
-                    run_stage(study, stage, task)
+                    run_stage(study, stage, task, only)
                 except PowerBertError as error:
                     print(f"{task}: {error}", flush=True)
                     failed.append(task)

@@ -583,3 +583,15 @@ def test_with_readme_table_replaces_the_block_only():
     assert with_readme_table(rebuilt, summary) == rebuilt
     with pytest.raises(ValueError, match="no Table 2 block"):
         with_readme_table("# Title\n", summary)
+
+
+@pytest.mark.parametrize("seeds, error", [
+    ("1,5", "error: --seeds: SST-2's plan has no seed 5; its seeds are 1"),
+    ("x", "error: --seeds=x: not a list of integers"),
+])
+def test_seeds_outside_the_plan_are_a_one_line_error(tmp_path, seeds, error):
+    result = _run("--quick", "--notrain", "--tasks=SST-2", f"--seeds={seeds}",
+                  f"--output_dir={tmp_path}", timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [error]
+    assert "Traceback" not in result.stdout + result.stderr
