@@ -261,11 +261,12 @@ def _seeds(values: list[str], study: Study, tasks: list[str]) -> tuple[int, ...]
     except ValueError:
         raise PowerBertError(f"--seeds={','.join(values)}: not a list of integers") from None
     for task in tasks:
-        unknown = sorted(set(seeds) - set(study.plan(task).seeds))
+        planned = study.plan(task).seeds
+        unknown = sorted(set(seeds) - set(planned))
         if unknown:
             raise PowerBertError(
                 f"--seeds: {task}'s plan has no seed {', '.join(map(str, unknown))}; its "
-                f"seeds are {', '.join(map(str, study.plan(task).seeds))}")
+                f"seeds are {', '.join(map(str, planned))}")
     return seeds
 
 
