@@ -16,9 +16,11 @@ from power_bert_tf.errors import PowerBertError
 from power_bert_tf.serving.precision import cpu_features
 
 ROOT = Path(__file__).resolve().parents[1]
-# Reports rebuilt from the result JSONs after each stage of a study, never read by a run:
-# a difference in them does not make the next run's code differ from its commit.
+# Reports rebuilt from the result JSONs after each stage of a study, never read by a run
+# (git glob pathspecs): a difference in them does not make the next run's code differ
+# from its commit.
 REBUILT_REPORTS = ("experiments/results/table2.md", "experiments/results/table2_summary.json",
+                   "experiments/results/ablation_*", "experiments/results/target_search.png",
                    "README.md")
 
 
@@ -31,7 +33,7 @@ def git_commit() -> str:
 
     commit = git("rev-parse", "HEAD") or "unknown"
     changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                  *(f":(exclude){path}" for path in REBUILT_REPORTS))
+                  *(f":(exclude,glob){path}" for path in REBUILT_REPORTS))
     return commit + ("+dirty" if changed else "")
 
 

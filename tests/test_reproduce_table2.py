@@ -537,6 +537,8 @@ def test_git_commit_is_dirty_for_code_not_for_the_rebuilt_reports(tmp_path, monk
     report = tmp_path / runner.REBUILT_REPORTS[0]
     report.parent.mkdir(parents=True)
     report.write_text("table\n")
+    summary = report.parent / "ablation_RTE.json"
+    summary.write_text("{}\n")
     (tmp_path / "code.py").write_text("x = 1\n")
     git("init", "-q")
     git("add", ".")
@@ -544,6 +546,7 @@ def test_git_commit_is_dirty_for_code_not_for_the_rebuilt_reports(tmp_path, monk
     monkeypatch.setattr(runner, "ROOT", tmp_path)
     assert not runner.git_commit().endswith("+dirty")
     report.write_text("table, rebuilt\n")
+    summary.write_text('{"seeds": [2]}\n')
     assert not runner.git_commit().endswith("+dirty")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert runner.git_commit().endswith("+dirty")
