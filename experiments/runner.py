@@ -85,14 +85,15 @@ def write_result(path: Path, result: dict, *, started: float, commands: Sequence
     os.replace(partial, path)
 
 
-def commit_file(path: Path, message: str) -> None:
-    """Commits `path` alone (other staged changes stay staged); retries while another
-    git command holds the index."""
+def commit_files(message: str, *paths: Path) -> None:
+    """Commits `paths` alone, in one commit (other staged changes stay staged); retries
+    while another git command holds the index."""
+    names = [str(path) for path in paths]
     for _ in range(10):
-        subprocess.run(["git", "add", str(path)], cwd=ROOT, capture_output=True)
-        done = subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)],
+        subprocess.run(["git", "add", *names], cwd=ROOT, capture_output=True)
+        done = subprocess.run(["git", "commit", "-q", "-m", message, "--", *names],
                               cwd=ROOT, capture_output=True, text=True)
         if done.returncode == 0 or "nothing" in done.stdout + done.stderr:
             return
         time.sleep(3)
-    print(f"warning: could not commit {path}: {done.stderr.strip()}", flush=True)
+    print(f"warning: could not commit {', '.join(names)}: {done.stderr.strip()}", flush=True)

@@ -203,7 +203,7 @@ class Study:
         runner.write_result(path, {"task": task, **result}, started=started, commands=commands)
         print(f"{task}: wrote {path}", flush=True)
         if self.commit:
-            runner.commit_file(path, f"Table 2 study: {task} {name}")
+            runner.commit_files(f"Table 2 study: {task} {name}", path)
 
 
 def _command(task: str, folder: Path, phase: str, flags_: list[str]) -> str:
@@ -357,7 +357,7 @@ def write_target_search(study: Study, task: str, folder: Path, command: str) -> 
         "search_wall_seconds": search["wall_seconds"], **trajectory},
         started=time.time() - search["wall_seconds"], commands=[command], overwrite=True)
     if study.commit:
-        runner.commit_file(path, f"Table 2 study: {task} target search")
+        runner.commit_files(f"Table 2 study: {task} target search", path)
 
 
 def ablation_results(study: Study, task: str, start: Start) -> Path:
@@ -391,5 +391,5 @@ def ablation(study: Study, task: str, start: Start, seed: int) -> None:
         runner.run_logged(command, study.runs(task) / f"ablation_{tag}.log",
                           f"{task} ablation {tag}")
         if study.commit:
-            for file in (path, path.with_suffix(".png")):
-                runner.commit_file(file, f"Table 2 study: {task} ablation {tag}")
+            runner.commit_files(f"Table 2 study: {task} ablation {tag}", path,
+                                path.with_suffix(".png"))

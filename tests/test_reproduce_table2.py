@@ -552,6 +552,30 @@ def test_git_commit_is_dirty_for_code_not_for_the_rebuilt_reports(tmp_path, monk
     assert runner.git_commit().endswith("+dirty")
 
 
+def test_commit_files_commits_a_run_and_its_figure_together_and_nothing_else(
+        tmp_path, monkeypatch):
+    from experiments import runner
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout
+
+    for key in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{key}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{key}_EMAIL", "t@t")
+    git("init", "-q")
+    (tmp_path / "staged.py").write_text("x = 1\n")
+    git("add", "staged.py")
+    run, figure = tmp_path / "run.json", tmp_path / "run.png"
+    run.write_text("{}\n")
+    figure.write_bytes(b"png")
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    runner.commit_files("Table 2 study: RTE ablation seed2_target4", run, figure)
+    assert git("log", "--format=%s").splitlines() == ["Table 2 study: RTE ablation seed2_target4"]
+    assert git("show", "--name-only", "--format=").split() == ["run.json", "run.png"]
+    assert git("diff", "--cached", "--name-only").split() == ["staged.py"]
+
+
 def test_the_readme_table_is_rebuilt_from_the_summary():
     """The README's Table 2 is the committed table2_summary.json's, as the study writes it."""
     from experiments.results_table import README_MARKERS, readme_table
