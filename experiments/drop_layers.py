@@ -96,11 +96,12 @@ def main(argv):
         outputs = np.concatenate([candidate(b, training=False).numpy() for b in batches])
         measured[name] = (compute_metrics(ctx.task, labels, outputs)[metric],
                           timings[name].median)
-    speedup = paired_speedup(timings["baseline"], timings["cut"])["median"]
+    spread = paired_speedup(timings["baseline"], timings["cut"])
+    speedup = spread["median"]
     point = {"kind": "drop top layers", "label": f"{FLAGS.keep_layers} layers", "metric": metric,
              "dev": measured["cut"][0], "baseline_dev": measured["baseline"][0],
              "relative_time": round(1 / speedup, 4), "speedup": round(speedup, 3),
-             "retention": None,
+             "speedup_spread": spread, "retention": None,
              "ms_per_batch": round(1000 * measured["cut"][1] / len(batches), 2),
              "baseline_ms_per_batch": round(1000 * measured["baseline"][1] / len(batches), 2)}
     output = Path(FLAGS.output)

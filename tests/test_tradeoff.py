@@ -60,6 +60,9 @@ def test_collapsed_search_is_recorded_and_the_sweep_goes_on(tmp_path):
     saved = json.loads((tmp_path / "tradeoff_SST-2.json").read_text())
     assert saved["collapsed"] == ["100"]
     assert [p["kind"] for p in saved["points"]] == ["drop top layers"]
+    spread = saved["points"][0]["speedup_spread"]  # the timed passes, not only their median
+    assert spread["min"] <= spread["median"] <= spread["max"] and spread["rounds"] >= 1
+    assert saved["points"][0]["speedup"] == pytest.approx(spread["median"], abs=1e-3)
     assert (tmp_path / "tradeoff_SST-2.png").is_file()
 
     resumed = subprocess.run([*command, "--overwrite"], capture_output=True, text=True,
