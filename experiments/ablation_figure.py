@@ -96,6 +96,17 @@ def summarize(task: str, points: list[dict]) -> dict:
             "rows": rows, "comparisons": comparisons}
 
 
+def title(summary: dict) -> str:
+    """The figure's title: the seeds, and how many a point has where they differ."""
+    seeds = sorted({s for r in summary["rows"] for s in r["seeds"]})
+    text = (f"{summary['task']}: accuracy vs time, mean ± std over seeds "
+            f"{','.join(map(str, seeds))}")
+    counts = sorted({len(r["seeds"]) for r in summary["rows"]})
+    if len(counts) > 1:
+        text += f"\n({counts[0]}-{counts[-1]} seeds a point; one seed has no bar)"
+    return text
+
+
 def plot(summary: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for kind, style in STYLES.items():
@@ -110,11 +121,8 @@ def plot(summary: dict, path: Path) -> None:
     mean, std = summary["baseline_dev"]
     axis.errorbar([1.0], [mean], yerr=[std], fmt="k*", markersize=12, capsize=3,
                   label="BERT (fine-tuned)")
-    seeds = sorted({s for r in summary["rows"] for s in r["seeds"]})
     axis.set(xlabel="inference time relative to BERT (measured, dev set)",
-             ylabel=f"dev {summary['metric']}",
-             title=f"{summary['task']}: accuracy vs time, mean ± std over seeds "
-                   f"{','.join(map(str, seeds))}")
+             ylabel=f"dev {summary['metric']}", title=title(summary))
     axis.legend(fontsize=8)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)

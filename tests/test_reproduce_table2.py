@@ -431,7 +431,7 @@ def _ablation_run(folder: Path, seed: int, name: str, points: list[tuple]) -> No
 def test_ablation_summary_over_seeds(tmp_path):
     """Mean +- std per method and point; Attn-WS vs Head-WS/Rand-WS paired by seed and
     set against the seed spread."""
-    from experiments.ablation_figure import write_summary
+    from experiments.ablation_figure import title, write_summary
 
     folder = tmp_path / "table2" / "RTE" / "ablation_lr0.0001_fromMRPC_e5"
     folder.mkdir(parents=True)
@@ -459,6 +459,10 @@ def test_ablation_summary_over_seeds(tmp_path):
     assert verdicts["Head-WS"][1] == "exceeds the seed spread"
     assert verdicts["Rand-WS"][0] == pytest.approx(0.0033, abs=1e-3)
     assert verdicts["Rand-WS"][1] == "within the seed spread"
+    assert title(summary) == "RTE: accuracy vs time, mean ± std over seeds 1,2,3"
+    _ablation_run(folder, 4, "target3", [("PoWER-BERT (Attn-WS)", "target=3x", 0.58, 0.3)])
+    assert title(json.loads(write_summary(tmp_path, "RTE", folder).read_text())).endswith(
+        "over seeds 1,2,3,4\n(1-3 seeds a point; one seed has no bar)")
 
 
 def test_every_call_rebuilds_the_ablation_summaries_from_their_run_files(tmp_path,
