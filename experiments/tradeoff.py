@@ -215,11 +215,11 @@ def main(argv):
     results.parent.mkdir(parents=True, exist_ok=True)
     png = results.with_suffix(".png")
     plot(points, png)
-    results.write_text(json.dumps({
-        "task": FLAGS.task, "command": " ".join(["python", *sys.argv]),
-        "wall_seconds_this_call": round(time.time() - started, 1), "flags": _common_flags(),
-        "git_commit": runner.git_commit(), "seed": FLAGS.seed,
-        "points": points, "collapsed": collapsed}, indent=2) + "\n")
+    runner.write_result(results, {"task": FLAGS.task, "flags": _common_flags(),
+                                  "seed": FLAGS.seed, "points": points,
+                                  "collapsed": collapsed},
+                        started=started, commands=[" ".join(["python", *sys.argv])],
+                        overwrite=FLAGS.overwrite)
     print(f"wrote {results} and {png}")
 
 

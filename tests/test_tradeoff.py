@@ -59,6 +59,10 @@ def test_collapsed_search_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert "lambda=100: the search collapsed" in result.stdout
     saved = json.loads((tmp_path / "tradeoff_SST-2.json").read_text())
     assert saved["collapsed"] == ["100"]
+    # Its timings' machine, wall time and command (runner.write_result, atomic).
+    assert saved["cpu"]["name"] and isinstance(saved["cpu"]["features"], list)
+    assert saved["wall_seconds"] > 0 and "--lambdas=100" in saved["command"]
+    assert not (tmp_path / "tradeoff_SST-2.partial").exists()
     assert [p["kind"] for p in saved["points"]] == ["drop top layers"]
     spread = saved["points"][0]["speedup_spread"]  # the timed passes, not only their median
     assert spread["min"] <= spread["median"] <= spread["max"] and spread["rounds"] >= 1
