@@ -9,7 +9,8 @@ from one baseline, `table2/<task>/ablation_<start>/`; one run of
 by `reproduce_table2.py --stages=ablation`) and, per method (PoWER-BERT's Attn-WS,
 Head-WS, Rand-WS, the first k layers) and point, takes the mean and sample std over seeds
 of the dev metric, of its change from the seed's baseline (paired by seed) and of the
-measured time relative to the baseline. At each target the
+measured time relative to the baseline (each a ratio timed in one run; the CPUs the runs
+were timed on are listed per point). At each target the
 paired per-seed differences Attn-WS - Head-WS and Attn-WS - Rand-WS are compared with the
 seed spread: a difference "exceeds the seed spread" when its mean is larger than the
 larger std of the two methods (and there are at least 2 seeds). Writes
@@ -47,7 +48,8 @@ RUN_NAME = re.compile(r"tradeoff_(?P<task>.+)_seed(?P<seed>\d+)_(?P<point>[a-z]+
 
 
 def load_points(task_dir: Path) -> list[dict]:
-    """Every ablation point of the task's run files, each with its seed."""
+    """Every ablation point of the task's run files, each with its seed and the CPU its
+    run was timed on ("not recorded" in runs written before tradeoff.py recorded it)."""
     points = []
     for path in sorted(Path(task_dir).glob("tradeoff_*_seed*_*.json")):
         match = RUN_NAME.fullmatch(path.name)
@@ -55,7 +57,9 @@ def load_points(task_dir: Path) -> list[dict]:
             continue
         try:
             record = json.loads(path.read_text())
-            points += [{**point, "seed": int(match["seed"])} for point in record["points"]]
+            cpu = record.get("cpu", {}).get("name", "not recorded")
+            points += [{**point, "seed": int(match["seed"]), "cpu": cpu}
+                       for point in record["points"]]
         except (OSError, ValueError, KeyError) as error:
             raise PowerBertError(f"{path}: unreadable ablation run ({error})")
     return points
@@ -72,7 +76,8 @@ def summarize(task: str, points: list[dict]) -> dict:
                      "dev": mean_std([p["dev"] for p in members]),
                      "change": mean_std([p["dev"] - p["baseline_dev"] for p in members]),
                      "relative_time": mean_std([p["relative_time"] for p in members]),
-                     "retention": members[0].get("retention")})
+                     "retention": members[0].get("retention"),
+                     "cpus": sorted({p.get("cpu", "not recorded") for p in members})})
     comparisons = []
     for label in sorted({label for kind, label in groups if kind == ATTENTION}):
         ours = {p["seed"]: p["dev"] for p in groups[ATTENTION, label]}

@@ -421,11 +421,15 @@ def test_a_task_measured_under_the_paper_is_re_aimed(tmp_path, monkeypatch):
         table2_runs.power(study, "STS-B", start, 1)
 
 
-def _ablation_run(folder: Path, seed: int, name: str, points: list[tuple]) -> None:
-    (folder / f"tradeoff_RTE_seed{seed}_{name}.json").write_text(json.dumps({"points": [
+def _ablation_run(folder: Path, seed: int, name: str, points: list[tuple],
+                  cpu: str | None = None) -> None:
+    record = {"points": [
         {"kind": kind, "label": label, "metric": "accuracy", "dev": dev,
          "baseline_dev": 0.60 + seed / 100, "relative_time": time, "retention": [3, 2]}
-        for kind, label, dev, time in points]}))
+        for kind, label, dev, time in points]}
+    if cpu:
+        record["cpu"] = {"name": cpu, "features": ["avx2"]}
+    (folder / f"tradeoff_RTE_seed{seed}_{name}.json").write_text(json.dumps(record))
 
 
 def test_ablation_summary_over_seeds(tmp_path):
@@ -441,7 +445,8 @@ def test_ablation_summary_over_seeds(tmp_path):
         _ablation_run(folder, seed, "target2", [("PoWER-BERT (Attn-WS)", "target=2x", ours, 0.5),
                                                 ("Head-WS", "target=2x", head, 0.5),
                                                 ("Rand-WS", "target=2x", rand, 0.52)])
-        _ablation_run(folder, seed, "keep2", [("drop top layers", "2 layers", 0.55, 0.36)])
+        _ablation_run(folder, seed, "keep2", [("drop top layers", "2 layers", 0.55, 0.36)],
+                      cpu="AMD EPYC" if seed == 3 else None)
     (folder / "tradeoff_RTE_seed1.json").write_text("{}")  # not a per-point run: ignored
     path = write_summary(tmp_path, "RTE", folder)
     summary = json.loads(path.read_text())
@@ -452,6 +457,8 @@ def test_ablation_summary_over_seeds(tmp_path):
     # Paired with each seed's baseline (0.61, 0.62, 0.63): -0.01, 0.0, -0.02.
     assert rows["PoWER-BERT (Attn-WS)", "target=2x"]["change"] == pytest.approx([-0.01, 0.01])
     assert rows["drop top layers", "2 layers"]["relative_time"] == pytest.approx([0.36, 0.0])
+    assert rows["drop top layers", "2 layers"]["cpus"] == ["AMD EPYC", "not recorded"]
+    assert rows["Head-WS", "target=2x"]["cpus"] == ["not recorded"]
     assert summary["baseline_dev"] == pytest.approx([0.62, 0.01])
     verdicts = {c["versus"]: (c["difference"][0], c["verdict"])
                 for c in summary["comparisons"]}
