@@ -95,9 +95,14 @@ def summarize(task: str, points: list[dict]) -> dict:
             comparisons.append({"label": label, "versus": other, "seeds": seeds,
                                 "difference": difference, "seed_spread": spread,
                                 "verdict": verdict})
-    baselines = {p["seed"]: p["baseline_dev"] for p in points}  # one baseline a seed
+    # A seed's baseline trained again in a new checkout can differ from its first
+    # training (another CPU rounds differently): each seed counts once, at its mean.
+    baselines: dict[int, set[float]] = defaultdict(set)
+    for point in points:
+        baselines[point["seed"]].add(point["baseline_dev"])
     return {"task": task, "metric": points[0]["metric"],
-            "baseline_dev": mean_std(list(baselines.values())),
+            "baseline_dev": mean_std([mean_std(sorted(v))[0] for v in baselines.values()]),
+            "baselines": {str(seed): sorted(v) for seed, v in sorted(baselines.items())},
             "rows": rows, "comparisons": comparisons}
 
 

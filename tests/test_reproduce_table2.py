@@ -467,6 +467,14 @@ def test_ablation_summary_over_seeds(tmp_path):
     assert verdicts["Rand-WS"][0] == pytest.approx(0.0033, abs=1e-3)
     assert verdicts["Rand-WS"][1] == "within the seed spread"
     assert title(summary) == "RTE: accuracy vs time, mean ± std over seeds 1,2,3"
+    # Seed 1's baseline trained again (0.62 where it was 0.61): seed 1 counts once, at 0.615.
+    _ablation_run(folder, 1, "keep4", [("drop top layers", "4 layers", 0.6, 0.7)])
+    rebuilt = json.loads((folder / "tradeoff_RTE_seed1_keep4.json").read_text())
+    rebuilt["points"][0]["baseline_dev"] = 0.62
+    (folder / "tradeoff_RTE_seed1_keep4.json").write_text(json.dumps(rebuilt))
+    summary = json.loads(write_summary(tmp_path, "RTE", folder).read_text())
+    assert summary["baselines"] == {"1": [0.61, 0.62], "2": [0.62], "3": [0.63]}
+    assert summary["baseline_dev"][0] == pytest.approx((0.615 + 0.62 + 0.63) / 3)
     _ablation_run(folder, 4, "target3", [("PoWER-BERT (Attn-WS)", "target=3x", 0.58, 0.3)])
     assert title(json.loads(write_summary(tmp_path, "RTE", folder).read_text())).endswith(
         "over seeds 1,2,3,4\n(1-3 seeds a point; one seed has no bar)")
