@@ -13,7 +13,9 @@ measured time relative to the baseline (each a ratio timed in one run; the CPUs 
 were timed on are listed per point). At each target the
 paired per-seed differences Attn-WS - Head-WS and Attn-WS - Rand-WS are compared with the
 seed spread: a difference "exceeds the seed spread" when its mean is larger than the
-larger std of the two methods (and there are at least 2 seeds). Writes
+std of each method over the seeds and than the std of the paired differences themselves
+(a mean of +6 and +1 points is not a difference the seeds agree on), with at least 2
+seeds. Writes
 `ablation_<task>.json` and `ablation_<task>.png` beside `table2/` (rebuilt from the run
 files each time).
 """
@@ -88,7 +90,7 @@ def summarize(task: str, points: list[dict]) -> dict:
                 continue
             difference = mean_std([ours[s] - theirs[s] for s in seeds])
             spread = max(mean_std([ours[s] for s in seeds])[1],
-                         mean_std([theirs[s] for s in seeds])[1])
+                         mean_std([theirs[s] for s in seeds])[1], difference[1])
             verdict = ("one seed: no spread to compare with" if len(seeds) < 2 else
                        "exceeds the seed spread" if abs(difference[0]) > spread else
                        "within the seed spread")

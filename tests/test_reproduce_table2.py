@@ -467,6 +467,15 @@ def test_ablation_summary_over_seeds(tmp_path):
     assert verdicts["Rand-WS"][0] == pytest.approx(0.0033, abs=1e-3)
     assert verdicts["Rand-WS"][1] == "within the seed spread"
     assert title(summary) == "RTE: accuracy vs time, mean ± std over seeds 1,2,3"
+    # Over each method's spread (2.0 and 1.8 points) but not the paired differences' own
+    # (+6.1 and +0.8 points: std 3.8): the seeds do not agree on it.
+    for seed, (ours, rand) in ((1, (0.588, 0.527)), (2, (0.560, 0.552))):
+        _ablation_run(folder, seed, "target6", [("PoWER-BERT (Attn-WS)", "target=6x", ours, 0.2),
+                                                ("Rand-WS", "target=6x", rand, 0.2)])
+    summary = json.loads(write_summary(tmp_path, "RTE", folder).read_text())
+    [at6] = [c for c in summary["comparisons"] if c["label"] == "target=6x"]
+    assert at6["difference"] == pytest.approx([0.0345, 0.0375], abs=1e-4)
+    assert at6["verdict"] == "within the seed spread"
     # Seed 1's baseline trained again (0.62 where it was 0.61): seed 1 counts once, at 0.615.
     _ablation_run(folder, 1, "keep4", [("drop top layers", "4 layers", 0.6, 0.7)])
     rebuilt = json.loads((folder / "tradeoff_RTE_seed1_keep4.json").read_text())
