@@ -103,7 +103,7 @@ def summarize(task: str, points: list[dict]) -> dict:
     for point in points:
         baselines[point["seed"]].add(point["baseline_dev"])
     return {"task": task, "metric": points[0]["metric"],
-            "baseline_dev": mean_std([mean_std(sorted(v))[0] for v in baselines.values()]),
+            "baseline_dev": mean_std([sum(v) / len(v) for v in baselines.values()]),
             "baselines": {str(seed): sorted(v) for seed, v in sorted(baselines.items())},
             "rows": rows, "comparisons": comparisons}
 
