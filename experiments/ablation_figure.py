@@ -79,7 +79,7 @@ def summarize(task: str, points: list[dict]) -> dict:
                      "change": mean_std([p["dev"] - p["baseline_dev"] for p in members]),
                      "relative_time": mean_std([p["relative_time"] for p in members]),
                      "retention": members[0].get("retention"),
-                     "cpus": sorted({p.get("cpu", "not recorded") for p in members})})
+                     "cpus": sorted({p["cpu"] for p in members})})
     comparisons = []
     for label in sorted({label for kind, label in groups if kind == ATTENTION}):
         ours = {p["seed"]: p["dev"] for p in groups[ATTENTION, label]}
