@@ -218,11 +218,12 @@ def _read_run(folder: Path, task: str, phase: str) -> dict:
 def finetune(study: Study, task: str, start: Start, seed: int, name: str, arm: str,
              need_model: bool = False, extra: tuple[str, ...] = ()) -> Path:
     """One fine-tune (a grid point, a seed, the same-budget control, or with `extra`
-    run_glue.py flags); with `need_model`, a finished one whose model.keras is missing is
-    trained again."""
+    run_glue.py flags); with `need_model`, a finished one whose phase is not on disk whole
+    (model.keras and run.json: a training again cut off has kept a model) is trained again."""
     folder, record = study.runs(task) / name, study.results(task) / f"{name}.json"
-    model = folder / task / "finetune" / "model.keras"
-    if record.is_file() and (not need_model or model.is_file()):
+    phase = folder / task / "finetune"
+    on_disk = (phase / "model.keras").is_file() and (phase / "run.json").is_file()
+    if record.is_file() and (not need_model or on_disk):
         return folder
     lr, epochs = start.learning_rate, start.epochs
     flags_ = [f"--learning_rate={lr:g}", f"--finetune_epochs={epochs}", f"--seed={seed}",

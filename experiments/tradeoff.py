@@ -70,8 +70,9 @@ flags.DEFINE_float("soft_extract_learning_rate", None, "LR_SOFT_EXTRACT. Default
 flags.DEFINE_string("model", "embedded", "Pre-trained weights (as run_glue.py).")
 flags.DEFINE_string("data_dir", None, "GLUE data root. Default: $GLUE_DIR, else ../shared/glue.")
 flags.DEFINE_string("output_dir", "checkpoints/tradeoff", "Where the runs go.")
-flags.DEFINE_string("base_dir", None, "A run_glue.py --output_dir whose <task>/finetune is the "
-                    "baseline to reuse. Default: fine-tune one into <output_dir>/<task>/base.")
+flags.DEFINE_string("base_dir", None, "A run_glue.py --output_dir whose finished <task>/finetune "
+                    "(run.json) is the baseline to reuse. Default: fine-tune one into "
+                    "<output_dir>/<task>/base.")
 flags.DEFINE_string("results_dir", "experiments/results", "Where tradeoff_<task>.{json,png} go.")
 flags.DEFINE_string("tag", None, "Results go to tradeoff_<task>_<tag>.{json,png} (e.g. a seed).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing tradeoff_<task>.json.")
@@ -176,6 +177,10 @@ def main(argv):
     started = time.time()
     root = Path(FLAGS.output_dir) / FLAGS.task
     base = Path(FLAGS.base_dir) if FLAGS.base_dir else root / "base"
+    if FLAGS.base_dir and not (base / FLAGS.task / "finetune" / "run.json").is_file():
+        # Not resumed here: this script's fine-tune flags are not the ones it was begun with.
+        raise PowerBertError(f"--base_dir={base}: its {FLAGS.task}/finetune is not finished "
+                             "(no run.json); finish it with the command that began it")
     run_glue(base, "finetune", f"--epochs={FLAGS.base_epochs or FLAGS.epochs}")
     points, collapsed = [], []
     searches = ([(f"target_{value}", f"target={value}x", f"--target_speedup={value}")

@@ -308,6 +308,7 @@ def test_a_warm_started_grid_point_fine_tunes_from_the_chosen_baseline(tmp_path,
             / "model.keras")
     init.parent.mkdir(parents=True)
     init.write_bytes(b"model")  # MRPC's chosen baseline is on disk: not trained again
+    (init.parent / "run.json").write_text("{}")
     table2_runs.finetune(study, "RTE", start, 1, start.name(1), "grid")
     assert len(calls) == 1 and f"--init_checkpoint={init}" in calls[-1]
     assert "--finetune_epochs=5" in calls[-1]
@@ -367,6 +368,35 @@ def test_a_finished_baseline_without_its_model_is_trained_again(tmp_path, monkey
     grid = Start(1e-4, None, 5)
     table2_runs.finetune(study, "RTE", grid, 1, grid.name(1), "grid")
     assert len(calls) == 2  # the grid stage needs no model
+
+
+def test_a_training_again_cut_off_is_trained_on_not_used(tmp_path, monkeypatch):
+    """A training again killed after its third epoch has kept that epoch's model
+    (model.keras) but no run.json: the next call trains on to the recorded best epoch
+    (run_glue resumes), where it would otherwise hand on the third epoch's model."""
+    from experiments import runner, table2_runs
+    from experiments.results_table import Start
+
+    calls = []
+
+    def run_glue(folder, task, phase, flags, log, resume=True):
+        calls.append(flags)
+        (folder / task / phase / "run.json").write_text(json.dumps({"dev": {"f1": 0.86}}))
+        return 1.0
+
+    monkeypatch.setattr(runner, "run_glue", run_glue)
+    study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
+    start = Start(1e-4, None, 5)
+    study.results("MRPC").mkdir(parents=True)
+    (study.results("MRPC") / f"{start.name(1)}.json").write_text(json.dumps(
+        {"best_dev": 0.86, "metric": "f1", "arm": "baseline", "epochs": 5, "best_epoch": 4}))
+    phase = study.runs("MRPC") / start.name(1) / "MRPC" / "finetune"
+    phase.mkdir(parents=True)
+    (phase / "model.keras").write_bytes(b"epoch 3")
+    table2_runs.baseline(study, "MRPC", start, 1)
+    assert len(calls) == 1 and calls[0][-1] == "--finetune_stop_epoch=4"
+    table2_runs.baseline(study, "MRPC", start, 1)
+    assert len(calls) == 1  # whole on disk now
 
 
 def test_colas_ablation_is_power_bert_alone_under_the_papers_speedup(tmp_path, monkeypatch):

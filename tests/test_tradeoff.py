@@ -21,6 +21,23 @@ def test_existing_results_are_kept(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_an_unfinished_base_dir_is_refused_not_trained_on(tmp_path):
+    """A baseline fine-tune cut off (its best model so far kept, no run.json) is not taken
+    up with this script's flags, which are not those it was begun with."""
+    phase = tmp_path / "base" / "RTE" / "finetune"
+    phase.mkdir(parents=True)
+    (phase / "model.keras").write_bytes(b"epoch 3 of 4")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "tradeoff.py"), "--task=rte",
+         f"--base_dir={tmp_path / 'base'}", f"--results_dir={tmp_path}",
+         f"--output_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: --base_dir={tmp_path / 'base'}: its RTE/finetune is not finished" in (
+        result.stderr)
+    assert not (phase / "run.json").exists() and not (tmp_path / "runs").exists()
+
+
 def test_drop_layers_rejects_keeping_every_layer(tmp_path):
     import keras
 
