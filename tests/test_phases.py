@@ -158,6 +158,34 @@ def test_resume_after_a_kill_matches_an_unbroken_run(tiny, tmp_path, monkeypatch
         np.testing.assert_allclose(resumed, reference, atol=1e-5)
 
 
+def test_a_phase_is_resumed_only_with_the_settings_it_was_begun_with(tiny, tmp_path,
+                                                                     monkeypatch):
+    """A resume with another schedule would go on from the state silently (a 2-epoch
+    fine-tune killed after epoch 1, resumed with 1 epoch, would stop there): refused.
+    What its training does not depend on may change."""
+    original_save = TrainingState.save
+
+    def save_then_die(self, epoch, best):
+        original_save(self, epoch, best)
+        raise KeyboardInterrupt("killed after epoch 1")
+
+    monkeypatch.setattr(TrainingState, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        phases.run(make_config(tiny, tmp_path, phase="finetune"))
+    monkeypatch.setattr(TrainingState, "save", original_save)
+    folder = tmp_path / "custom" / "finetune"
+    assert read(folder / "settings.json")["finetune_epochs"] == 2
+    with pytest.raises(PowerBertError, match=r"finetune was begun with other settings: "
+                       r"--seed=7 \(begun with 42\); --finetune_epochs=1 \(begun with 2\); "
+                       r"resume with the flags"):
+        phases.run(make_config(tiny, tmp_path, phase="finetune", finetune_epochs=1, seed=7,
+                               resume=True))
+    assert not (folder / "run.json").exists()
+    phases.run(make_config(tiny, tmp_path, phase="finetune", resume=True, timing_repeats=1,
+                           eval_batch_size=4, finetune_stop_epoch=2))
+    assert [h["epoch"] for h in read(folder / "history.json")] == [1, 2]
+
+
 def test_a_finished_phase_is_not_overwritten_silently(tiny, finetuned):
     with pytest.raises(PowerBertError, match="holds a finished run; pass --overwrite"):
         phases.run(make_config(tiny, finetuned, phase="finetune", finetune_epochs=1))

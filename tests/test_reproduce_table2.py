@@ -443,6 +443,7 @@ def test_a_task_measured_under_the_paper_is_re_aimed(tmp_path, monkeypatch):
     baseline = study.runs("STS-B") / start.name(1) / "STS-B" / "finetune"
     baseline.mkdir(parents=True)
     (baseline / "model.keras").write_bytes(b"model")
+    (baseline / "run.json").write_text("{}")
     (study.results("STS-B") / f"{start.name(1)}.json").write_text("{}")
     searched = study.runs("STS-B") / start.power_name(1) / "STS-B" / "search" / "run.json"
     searched.parent.mkdir(parents=True)

@@ -43,6 +43,19 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
 }
 
 PHASES = ("finetune", "search", "retrain", "evaluate", "predict", "export", "all")
+# What a training phase's result depends on, beyond its start weights: a phase is resumed
+# only with the settings it was begun with (paths, timing, export and
+# --finetune_stop_epoch may change between the calls).
+SHARED_SETTINGS = ("model_type", "data_source", "max_seq_length", "batch_size",
+                   "learning_rate", "warmup_proportion", "seed", "max_train_examples",
+                   "max_eval_examples", "dynamic_padding", "length_grouping", "train_precision")
+FLAG_NAMES = {"mass_lambda": "lambda"}  # fields whose run_glue.py flag is named otherwise
+PHASE_SETTINGS = {
+    "finetune": ("finetune_epochs",),
+    "search": ("search_epochs", "soft_extract_learning_rate", "mass_lambda", "target_speedup",
+               "target_ramp", "include_padded_queries"),
+    "retrain": ("retrain_epochs", "retention_config", "selection", "include_padded_queries"),
+}
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker", "tpu")
 
 
@@ -158,3 +171,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def training_settings(self, phase: str) -> dict[str, Any]:
+        """{field: value} of what training `phase` depends on (PHASE_SETTINGS)."""
+        return {name: getattr(self, name) for name in (*SHARED_SETTINGS, *PHASE_SETTINGS[phase])}

@@ -9,10 +9,13 @@ from typing import Callable
 import numpy as np
 
 from power_bert_tf.data.pipeline import count_batches
+from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.factory import build_encoder
 from power_bert_tf.model.policy import TRAINING_POLICIES, dtype_policy
+from power_bert_tf.pipeline.config import FLAG_NAMES
 from power_bert_tf.pipeline.context import Context
+from power_bert_tf.pipeline.layout import PhaseFolder
 from power_bert_tf.training.checkpoints import save_model_atomic, write_json_atomic
 from power_bert_tf.training.metrics import compute_metrics
 from power_bert_tf.training.trainer import EpochLog, OptimizerGroup, Trainer
@@ -37,6 +40,20 @@ def read_history(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
+def keep_settings(folder: PhaseFolder, settings: dict, resume: bool) -> None:
+    """Records the phase's training `settings`; resuming, refuses other settings than
+    those it was begun with (a changed schedule would go on silently from its state)."""
+    if resume and folder.settings.is_file():
+        begun = json.loads(folder.settings.read_text())
+        changed = [f"--{FLAG_NAMES.get(name, name)}={value} (begun with {begun[name]})"
+                   for name, value in settings.items() if name in begun and begun[name] != value]
+        if changed:
+            raise PowerBertError(f"{folder.path} was begun with other settings: "
+                                 f"{'; '.join(changed)}; resume with the flags it was begun "
+                                 "with, or pass --overwrite to start again")
+    write_json_atomic(folder.settings, settings)
+
+
 def fit_phase(ctx: Context, phase: str, model: BertClassifier, groups: list[OptimizerGroup],
               epochs: int, keep_best: bool, on_epoch: Callable[[EpochLog], dict] | None = None,
               after_step: Callable[[int], dict[str, float]] | None = None):
@@ -51,6 +68,7 @@ def fit_phase(ctx: Context, phase: str, model: BertClassifier, groups: list[Opti
     metric = ctx.task.metric
     trainer = Trainer(model, ctx.strategy, groups, regression=ctx.task.labels is None,
                       jit_compile=config.jit_compile)
+    keep_settings(folder, config.training_settings(phase), config.resume)
     history = read_history(folder.history) if config.resume else []
 
     def on_epoch_end(log: EpochLog, improved: bool) -> None:

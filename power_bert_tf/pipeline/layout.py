@@ -33,6 +33,12 @@ class PhaseFolder:
         return self.path / "history.json"
 
     @property
+    def settings(self) -> Path:
+        """`settings.json`: what the phase's training depends on, as it was begun
+        (`RunConfig.training_settings`); a resume must match it."""
+        return self.path / "settings.json"
+
+    @property
     def retention(self) -> Path:
         """`retention.json` (search): the retention configuration with its N, origin
         and masses."""
