@@ -186,6 +186,28 @@ def test_a_phase_is_resumed_only_with_the_settings_it_was_begun_with(tiny, tmp_p
     assert [h["epoch"] for h in read(folder / "history.json")] == [1, 2]
 
 
+def test_a_phase_is_resumed_only_from_the_model_it_began_from(tiny, finetuned, monkeypatch):
+    """A search killed after an epoch, its fine-tuned model trained again since (another
+    model): resumed, the search would mix the two; refused."""
+    original_save = TrainingState.save
+
+    def save_then_die(self, epoch, best):
+        original_save(self, epoch, best)
+        raise KeyboardInterrupt("killed after epoch 1")
+
+    monkeypatch.setattr(TrainingState, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        phases.run(make_config(tiny, finetuned, phase="search", search_epochs=2))
+    monkeypatch.setattr(TrainingState, "save", original_save)
+    source = finetuned / "custom" / "finetune" / "model.keras"
+    assert read(finetuned / "custom" / "search" / "settings.json")["start_sha256"]
+    phases.run(make_config(tiny, finetuned, phase="finetune", finetune_epochs=1, seed=3,
+                           overwrite=True))
+    with pytest.raises(PowerBertError, match=f"search was begun with other settings: {source} "
+                       r"is not the model it began from \(trained again since\?\); resume"):
+        phases.run(make_config(tiny, finetuned, phase="search", search_epochs=2, resume=True))
+
+
 def test_a_finished_phase_is_not_overwritten_silently(tiny, finetuned):
     with pytest.raises(PowerBertError, match="holds a finished run; pass --overwrite"):
         phases.run(make_config(tiny, finetuned, phase="finetune", finetune_epochs=1))

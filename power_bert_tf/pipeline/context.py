@@ -106,12 +106,18 @@ class Context:
         _check_same_shape(model, self, path)
         return model
 
+    def init_checkpoint_model(self) -> Path | None:
+        """--init_checkpoint's model.keras (the flag names it or the folder holding it)."""
+        if not self.config.init_checkpoint:
+            return None
+        path = Path(self.config.init_checkpoint)
+        return path / "model.keras" if path.is_dir() else path
+
     def init_encoder_weights(self) -> list:
         """The encoder weights of --init_checkpoint (another task's fine-tuned model.keras,
         or the folder holding it), checked to be of --model's shape; its classifier is
         left out, so the number of classes may differ."""
-        path = Path(self.config.init_checkpoint)
-        path = path / "model.keras" if path.is_dir() else path
+        path = self.init_checkpoint_model()
         if not path.is_file():
             raise PowerBertError(f"--init_checkpoint: no model.keras at {path}")
         model = load_model(path, "finetune")

@@ -26,6 +26,6 @@ def finetune(ctx: Context) -> dict:
                          config.warmup_proportion, "adam")
     history, best = fit_phase(ctx, "finetune", model, [OptimizerGroup(optimizer, lambda v: True)],
                               config.finetune_stop_epoch or config.finetune_epochs,
-                              keep_best=True)
+                              keep_best=True, start=ctx.init_checkpoint_model())
     ctx.record_run(folder, "finetune", started, dev=best, history=history)
     return {"dev": best}

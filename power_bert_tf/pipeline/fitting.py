@@ -2,6 +2,7 @@
 one phase with its history, best-epoch model and resumable state."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable
@@ -40,13 +41,16 @@ def read_history(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def keep_settings(folder: PhaseFolder, settings: dict, resume: bool) -> None:
-    """Records the phase's training `settings`; resuming, refuses other settings than
-    those it was begun with (a changed schedule would go on silently from its state)."""
+def keep_settings(folder: PhaseFolder, settings: dict, start: Path | None,
+                  resume: bool) -> None:
+    """Records the phase's training `settings` and the digest of the model it `start`s
+    from; resuming, refuses other settings or another start model than those it was
+    begun with (either would go on silently from its state)."""
+    settings = {**settings, "start_sha256": _sha256(start) if start else None}
     if resume and folder.settings.is_file():
         begun = json.loads(folder.settings.read_text())
-        changed = [f"--{FLAG_NAMES.get(name, name)}={value} (begun with {begun[name]})"
-                   for name, value in settings.items() if name in begun and begun[name] != value]
+        changed = [_change(name, value, begun[name], start) for name, value in settings.items()
+                   if name in begun and begun[name] != value]
         if changed:
             raise PowerBertError(f"{folder.path} was begun with other settings: "
                                  f"{'; '.join(changed)}; resume with the flags it was begun "
@@ -54,21 +58,35 @@ def keep_settings(folder: PhaseFolder, settings: dict, resume: bool) -> None:
     write_json_atomic(folder.settings, settings)
 
 
+def _change(name: str, value, begun, start: Path | None) -> str:
+    if name == "start_sha256":
+        return (f"{start or 'the pre-trained --model'} is not the model it began from "
+                "(trained again since?)")
+    return f"--{FLAG_NAMES.get(name, name)}={value} (begun with {begun})"
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
 def fit_phase(ctx: Context, phase: str, model: BertClassifier, groups: list[OptimizerGroup],
               epochs: int, keep_best: bool, on_epoch: Callable[[EpochLog], dict] | None = None,
-              after_step: Callable[[int], dict[str, float]] | None = None):
+              after_step: Callable[[int], dict[str, float]] | None = None,
+              start: Path | None = None):
     """Trains and records one phase; returns (history, best dev metrics).
 
     Args:
         keep_best: keep the best dev epoch's model (else the last epoch's).
         on_epoch: extra entries for an epoch's history (the search's read-out).
         after_step: the speed-up controller, called after every optimiser step.
+        start: the model.keras the phase's weights come from (None: pre-trained weights).
     """
     config, folder = ctx.config, ctx.writes(phase)
     metric = ctx.task.metric
     trainer = Trainer(model, ctx.strategy, groups, regression=ctx.task.labels is None,
                       jit_compile=config.jit_compile)
-    keep_settings(folder, config.training_settings(phase), config.resume)
+    keep_settings(folder, config.training_settings(phase), start, config.resume)
     history = read_history(folder.history) if config.resume else []
 
     def on_epoch_end(log: EpochLog, improved: bool) -> None:

@@ -35,7 +35,8 @@ class PhaseFolder:
     @property
     def settings(self) -> Path:
         """`settings.json`: what the phase's training depends on, as it was begun
-        (`RunConfig.training_settings`); a resume must match it."""
+        (`RunConfig.training_settings` and its start model's SHA-256); a resume must
+        match it."""
         return self.path / "settings.json"
 
     @property

@@ -38,7 +38,8 @@ def retrain(ctx: Context) -> dict:
     print(f"retention configuration {retention} (from {source_phase}), word-vector bound "
           f"{retention.word_vector_bound:.2f}x, FLOP bound {bound:.2f}x")
     history, best = fit_phase(ctx, "retrain", model, [OptimizerGroup(optimizer, lambda v: True)],
-                              config.retrain_epochs, keep_best=True)
+                              config.retrain_epochs, keep_best=True,
+                              start=ctx.reads(source_phase).model)
     result = {"retention": list(retention.kept), "selection": config.selection,
               "word_vector_bound": round(retention.word_vector_bound, 3),
               "flop_bound": round(bound, 3)}

@@ -90,7 +90,8 @@ def search(ctx: Context) -> dict:
 
     history, last = fit_phase(ctx, "search", model, groups, config.search_epochs,
                               keep_best=False, on_epoch=on_epoch,
-                              after_step=after_step if controller else None)
+                              after_step=after_step if controller else None,
+                              start=ctx.reads("finetune").model)
     result = {**read_out(ctx, model.encoder.masses()), "lambda": config.mass_lambda,
               "target_speedup": config.target_speedup,
               "origin": "target" if controller else "lambda"}
