@@ -290,9 +290,10 @@ def test_init_checkpoint_starts_from_another_tasks_encoder(tiny, finetuned, tmp_
     seen = {}
     real_fit_phase = finetune_module.fit_phase
 
-    def fit_phase(ctx, phase, model, groups, epochs, keep_best):
+    def fit_phase(ctx, phase, model, groups, epochs, **kwargs):
         seen["encoder"] = [w.copy() for w in model.encoder.get_weights()]
-        return real_fit_phase(ctx, phase, model, groups, epochs, keep_best=keep_best)
+        seen["start"] = kwargs["start"]
+        return real_fit_phase(ctx, phase, model, groups, epochs, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(finetune_module, "fit_phase", fit_phase)
@@ -302,6 +303,8 @@ def test_init_checkpoint_starts_from_another_tasks_encoder(tiny, finetuned, tmp_
         np.testing.assert_array_equal(started, loaded)
     run = read(tmp_path / "out" / "RTE" / "finetune" / "run.json")
     assert run["config"]["init_checkpoint"].endswith("finetune")
+    # the folder named, its model.keras the start a --resume must find unchanged
+    assert seen["start"] == finetuned / "custom" / "finetune" / "model.keras"
 
     with pytest.raises(PowerBertError, match="--init_checkpoint: no model.keras at"):
         phases.run(make_config(tiny, tmp_path / "other", phase="finetune",
