@@ -121,9 +121,8 @@ def _weights(path):
     return [np.asarray(w) for w in keras.saving.load_model(path).weights]
 
 
-def test_resume_after_a_kill_matches_an_unbroken_run(tiny, tmp_path, monkeypatch):
-    phases.run(make_config(tiny, tmp_path / "unbroken", phase="finetune"))
-
+def run_killed_after_epoch_1(monkeypatch, config) -> None:
+    """Runs `config` until its first epoch's state is saved, then kills it."""
     original_save = TrainingState.save
 
     def save_then_die(self, epoch, best):
@@ -131,10 +130,17 @@ def test_resume_after_a_kill_matches_an_unbroken_run(tiny, tmp_path, monkeypatch
         if epoch == 1:
             raise KeyboardInterrupt("killed after epoch 1")
 
-    monkeypatch.setattr(TrainingState, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        phases.run(make_config(tiny, tmp_path / "killed", phase="finetune"))
-    monkeypatch.setattr(TrainingState, "save", original_save)
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingState, "save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            phases.run(config)
+
+
+def test_resume_after_a_kill_matches_an_unbroken_run(tiny, tmp_path, monkeypatch):
+    phases.run(make_config(tiny, tmp_path / "unbroken", phase="finetune"))
+
+    run_killed_after_epoch_1(monkeypatch,
+                             make_config(tiny, tmp_path / "killed", phase="finetune"))
     # Stopped after epoch 1 of the same 2-epoch schedule: the first epoch of the unbroken
     # run (its learning rates, batches and dropout), not a 1-epoch schedule's.
     phases.run(make_config(tiny, tmp_path / "stopped", phase="finetune", finetune_stop_epoch=1))
@@ -163,16 +169,7 @@ def test_a_phase_is_resumed_only_with_the_settings_it_was_begun_with(tiny, tmp_p
     """A resume with another schedule would go on from the state silently (a 2-epoch
     fine-tune killed after epoch 1, resumed with 1 epoch, would stop there): refused.
     What its training does not depend on may change."""
-    original_save = TrainingState.save
-
-    def save_then_die(self, epoch, best):
-        original_save(self, epoch, best)
-        raise KeyboardInterrupt("killed after epoch 1")
-
-    monkeypatch.setattr(TrainingState, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        phases.run(make_config(tiny, tmp_path, phase="finetune"))
-    monkeypatch.setattr(TrainingState, "save", original_save)
+    run_killed_after_epoch_1(monkeypatch, make_config(tiny, tmp_path, phase="finetune"))
     folder = tmp_path / "custom" / "finetune"
     assert read(folder / "settings.json")["finetune_epochs"] == 2
     with pytest.raises(PowerBertError, match=r"finetune was begun with other settings: "
@@ -189,16 +186,8 @@ def test_a_phase_is_resumed_only_with_the_settings_it_was_begun_with(tiny, tmp_p
 def test_a_phase_is_resumed_only_from_the_model_it_began_from(tiny, finetuned, monkeypatch):
     """A search killed after an epoch, its fine-tuned model trained again since (another
     model): resumed, the search would mix the two; refused."""
-    original_save = TrainingState.save
-
-    def save_then_die(self, epoch, best):
-        original_save(self, epoch, best)
-        raise KeyboardInterrupt("killed after epoch 1")
-
-    monkeypatch.setattr(TrainingState, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        phases.run(make_config(tiny, finetuned, phase="search", search_epochs=2))
-    monkeypatch.setattr(TrainingState, "save", original_save)
+    run_killed_after_epoch_1(monkeypatch,
+                             make_config(tiny, finetuned, phase="search", search_epochs=2))
     source = finetuned / "custom" / "finetune" / "model.keras"
     assert read(finetuned / "custom" / "search" / "settings.json")["start_sha256"]
     phases.run(make_config(tiny, finetuned, phase="finetune", finetune_epochs=1, seed=3,
