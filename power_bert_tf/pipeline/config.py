@@ -43,9 +43,9 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
 }
 
 PHASES = ("finetune", "search", "retrain", "evaluate", "predict", "export", "all")
-# What a training phase's result depends on, beyond its start weights: a phase is resumed
-# only with the settings it was begun with (paths, timing, export and
-# --finetune_stop_epoch may change between the calls).
+# What a training phase's result depends on besides its start model (whose digest
+# fitting.keep_settings adds): a phase is resumed only with the settings it was begun with
+# (paths, timing, export and --finetune_stop_epoch may change between the calls).
 SHARED_SETTINGS = ("model_type", "data_source", "max_seq_length", "batch_size",
                    "learning_rate", "warmup_proportion", "seed", "max_train_examples",
                    "max_eval_examples", "dynamic_padding", "length_grouping", "train_precision")
