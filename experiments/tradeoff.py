@@ -177,7 +177,7 @@ def main(argv):
     started = time.time()
     root = Path(FLAGS.output_dir) / FLAGS.task
     base = Path(FLAGS.base_dir) if FLAGS.base_dir else root / "base"
-    if FLAGS.base_dir and not (base / FLAGS.task / "finetune" / "run.json").is_file():
+    if FLAGS.base_dir and not PhaseFolder(base / FLAGS.task / "finetune").finished():
         # Not resumed here: this script's fine-tune flags are not the ones it was begun with.
         raise PowerBertError(f"--base_dir={base}: its {FLAGS.task}/finetune is not finished "
                              "(no run.json); finish it with the command that began it")
