@@ -111,6 +111,8 @@ def summarize(task: str, points: list[dict]) -> dict:
 def title(summary: dict) -> str:
     """The figure's title: the seeds, and how many a point has where they differ."""
     seeds = sorted({s for r in summary["rows"] for s in r["seeds"]})
+    if len(seeds) == 1:
+        return f"{summary['task']}: accuracy vs time, seed {seeds[0]} (one seed: no std bars)"
     text = (f"{summary['task']}: accuracy vs time, mean ± std over seeds "
             f"{','.join(map(str, seeds))}")
     counts = sorted({len(r["seeds"]) for r in summary["rows"]})

@@ -471,6 +471,9 @@ def test_ablation_summary_over_seeds(tmp_path):
     folder = tmp_path / "table2" / "RTE" / "ablation_lr0.0001_fromMRPC_e5"
     folder.mkdir(parents=True)
     assert write_summary(tmp_path, "RTE", folder) is None
+    _ablation_run(folder, 1, "target2", [("PoWER-BERT (Attn-WS)", "target=2x", 0.60, 0.5)])
+    assert title(json.loads(write_summary(tmp_path, "RTE", folder).read_text())) == (
+        "RTE: accuracy vs time, seed 1 (one seed: no std bars)")
     for seed, (ours, head, rand) in enumerate([(0.60, 0.52, 0.59), (0.62, 0.53, 0.63),
                                                (0.61, 0.54, 0.60)], start=1):
         _ablation_run(folder, seed, "target2", [("PoWER-BERT (Attn-WS)", "target=2x", ours, 0.5),
