@@ -109,7 +109,8 @@ def summarize(task: str, points: list[dict]) -> dict:
 
 
 def title(summary: dict) -> str:
-    """The figure's title: the seeds, and how many a point has where they differ."""
+    """The figure's title: the seeds (one seed said so: no bars), and how many a point
+    has where they differ."""
     seeds = sorted({s for r in summary["rows"] for s in r["seeds"]})
     if len(seeds) == 1:
         return f"{summary['task']}: accuracy vs time, seed {seeds[0]} (one seed: no std bars)"
