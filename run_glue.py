@@ -52,8 +52,9 @@ flags.DEFINE_float("learning_rate", None, "LR_BERT: learning rate of BERT and th
                    "in every phase. Default: per task.")
 flags.DEFINE_float("soft_extract_learning_rate", None, "LR_SOFT_EXTRACT: learning rate of the "
                    "retention parameters r in the search. Default: per task.")
-flags.DEFINE_float("lambda", None, "Weight of the mass loss lambda * sum_j j * mass(j) in the "
-                   "search. Default: per task.")
+flags.DEFINE_float("mass_lambda", None, "Weight lambda of the mass loss lambda * sum_j j * "
+                   "mass(j) in the search (alias: --lambda). Default: per task.")
+flags.DEFINE_alias("lambda", "mass_lambda")
 flags.DEFINE_float("target_speedup", None, "Speed-up on demand: steer the search so that the "
                    "retention configuration it ends with has this FLOP-bound speed-up (within "
                    "a few percent), whatever the task's lengths, steps or learning rates; "
@@ -114,9 +115,9 @@ flags.DEFINE_string("export_dir", None, "--phase=export: TF Serving model base f
                     "<export_dir>/<task>/<version>/. Default: <output_dir>/export.")
 flags.DEFINE_integer("export_version", None, "--phase=export: version number; default 1 + "
                      "the largest existing one. An existing version is never overwritten.")
-flags.DEFINE_enum("format", "saved_model", ["saved_model", "onnx"], "--phase=export: a TF "
+flags.DEFINE_enum("export_format", "saved_model", ["saved_model", "onnx"], "--phase=export: a TF "
                   "Serving SavedModel, or ONNX (float32 and int8) for ONNX Runtime.")
-flags.DEFINE_integer("onnx_batch_size", 0, "--phase=export --format=onnx: fix the graph's "
+flags.DEFINE_integer("onnx_batch_size", 0, "--phase=export --export_format=onnx: fix the graph's "
                      "batch size, so that its shape arithmetic folds into constants (faster "
                      "at small batches; the exported OnnxClassifier feeds it that many rows at "
                      "a time). 0: any batch size.")
@@ -192,8 +193,8 @@ def config_from_flags() -> RunConfig:
         learning_rate=pick("learning_rate", defaults.learning_rate),
         soft_extract_learning_rate=pick("soft_extract_learning_rate",
                                         defaults.soft_extract_learning_rate),
-        mass_lambda=(FLAGS["lambda"].value if FLAGS.target_speedup is not None
-                     else pick("lambda", defaults.mass_lambda)),
+        mass_lambda=(FLAGS.mass_lambda if FLAGS.target_speedup is not None
+                     else pick("mass_lambda", defaults.mass_lambda)),
         target_speedup=FLAGS.target_speedup, target_ramp=FLAGS.target_ramp,
         finetune_epochs=phase_epochs("finetune_epochs"),
         finetune_stop_epoch=FLAGS.finetune_stop_epoch,
@@ -208,7 +209,7 @@ def config_from_flags() -> RunConfig:
         distribution=FLAGS.distribution, tpu=FLAGS.tpu, jit_compile=FLAGS.jit_compile,
         dynamic_padding=FLAGS.dynamic_padding, length_grouping=FLAGS.length_grouping,
         export_dir=FLAGS.export_dir, export_version=FLAGS.export_version,
-        export_format=FLAGS.format, onnx_batch_size=FLAGS.onnx_batch_size,
+        export_format=FLAGS.export_format, onnx_batch_size=FLAGS.onnx_batch_size,
         precision=FLAGS.precision, train_precision=FLAGS.train_precision,
         custom=_custom_spec())
 

@@ -25,7 +25,7 @@ setup(
         "matplotlib",  # experiments/ plots
     ],
     extras_require={
-        # --phase=export --format=onnx, and the ONNX Runtime rows of the benchmark.
+        # --phase=export --export_format=onnx, and the ONNX Runtime rows of the benchmark.
         "onnx": ["onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "import-linter",
                  "ruff", "onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],

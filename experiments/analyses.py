@@ -42,7 +42,7 @@ from absl import app, flags  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.runner import git_commit  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
-from power_bert_tf.data.pipeline import count_batches, make_dataset  # noqa: E402
+from power_bert_tf.data.batching import count_batches, make_dataset  # noqa: E402
 from power_bert_tf.data.tasks import Task, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 from power_bert_tf.model.significance import SignificanceScore  # noqa: E402

@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.pipeline.config import TASK_DEFAULTS, RunConfig  # noqa: E402
-from power_bert_tf.data.pipeline import count_batches  # noqa: E402
+from power_bert_tf.data.batching import count_batches  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 from power_bert_tf.model.classifier import BertClassifier  # noqa: E402

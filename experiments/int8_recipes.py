@@ -87,7 +87,7 @@ def evaluate(task_name: str, path: str, workdir: Path) -> dict:
     import numpy as np
 
     from power_bert_tf.bench.accuracy import ort_outputs
-    from power_bert_tf.data.pipeline import tokenize
+    from power_bert_tf.data.batching import tokenize
     from power_bert_tf.data.tasks import get_task
     from power_bert_tf.serving.onnx import convert_in_subprocess
     from power_bert_tf.training.checkpoints import load_model

@@ -3,7 +3,7 @@ is padded to, per task.
 
     python experiments/padding_lengths.py --tasks=CoLA,RTE,MRPC,STS-B,SST-2,WNLI
 
-Batches each task's training set as a training epoch does (`data.pipeline.make_dataset`:
+Batches each task's training set as a training epoch does (`data.batching.make_dataset`:
 the embedded model's WordPiece at the task's --max_seq_length N, the task's default batch
 size, shuffled with --seed, each batch trimmed to its longest row rounded up to a multiple
 of 16), once as it is and once grouped by length (run_glue --length_grouping, windows of
@@ -26,7 +26,7 @@ from absl import app, flags  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.runner import git_commit  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
-from power_bert_tf.data.pipeline import make_dataset  # noqa: E402
+from power_bert_tf.data.batching import make_dataset  # noqa: E402
 from power_bert_tf.pipeline.config import PADDING_MULTIPLE  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402

@@ -110,7 +110,7 @@ class Lever:
     title: str
 
 
-# --length_grouping (data.pipeline) and --train_precision=bf16 (model.policy), on two
+# --length_grouping (data.batching) and --train_precision=bf16 (model.policy), on two
 # short tasks.
 LEVERS = (Lever("grouping", "grouped", "--length_grouping=50", "Length grouping"),
           Lever("bf16", "bf16", "--train_precision=bf16", "Mixed bfloat16 training"))

@@ -116,7 +116,7 @@ def test_bad_flag_value(tiny):
     result = run_glue(*custom_flags(tiny, phase="finetune", length_grouping=-2))
     assert_user_error(result, "--length_grouping=-2 must be >= 0 (0: off)")
     result = run_glue(*custom_flags(tiny, phase="export", onnx_batch_size=4))
-    assert_user_error(result, "--onnx_batch_size applies to --format=onnx only")
+    assert_user_error(result, "--onnx_batch_size applies to --export_format=onnx only")
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from power_bert_tf.serving.export import export_saved_model
+from power_bert_tf.serving.saved_model import export_saved_model
 from power_bert_tf.serving.inference import valid_utf8
 from serving_models import NO_PACKAGE, RETENTION, tiny_classifier, tiny_tokenizer
 

@@ -69,7 +69,7 @@ def test_onnx_export_phase(retrained, capsys):
                                                    onnx_batch_size=2)))
     metadata = json.loads((Path(fixed["export"]) / "power_bert.json").read_text())
     assert (fixed["version"], metadata["batch_size"]) == (2, 2)
-    with pytest.raises(PowerBertError, match="--format=onnx writes float32 and int8 models"):
+    with pytest.raises(PowerBertError, match="--export_format=onnx writes float32 and int8 models"):
         export(phases.make_context(make_config(retrained, export_format="onnx",
                                                precision="bf16")))
 

@@ -125,7 +125,7 @@ def main(argv: list[str]) -> None:
     from absl import flags
 
     from power_bert_tf.bench.report import git_commit, machine_info, provenance
-    from power_bert_tf.data.pipeline import tokenize
+    from power_bert_tf.data.batching import tokenize
     from power_bert_tf.data.tasks import get_task
     from power_bert_tf.training.checkpoints import load_model
     from power_bert_tf.weights.pretrained import load_pretrained

@@ -1,6 +1,6 @@
 """Serving latency and throughput of exported SavedModels under concurrent clients.
 
-Each model is exported with `serving.export.export_saved_model` (raw text in, the
+Each model is exported with `serving.saved_model.export_saved_model` (raw text in, the
 tokenizer and the length-bucketed programs inside) and loaded back. `clients` threads
 in this process then each send `requests` one-sentence requests to `serving_default`,
 back to back. A round does that for one model; the models' rounds alternate through
@@ -78,7 +78,7 @@ def measure_concurrency(models: dict, tokenizer, texts: Sequence[str], *, case: 
     """
     import tensorflow as tf
 
-    from power_bert_tf.serving.export import export_saved_model
+    from power_bert_tf.serving.saved_model import export_saved_model
 
     with tempfile.TemporaryDirectory(prefix="power_bert_serving_") as workdir:
         served, latencies, passes = {}, {}, {}

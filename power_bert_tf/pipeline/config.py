@@ -49,7 +49,6 @@ PHASES = ("finetune", "search", "retrain", "evaluate", "predict", "export", "all
 SHARED_SETTINGS = ("model_type", "data_source", "max_seq_length", "batch_size",
                    "learning_rate", "warmup_proportion", "seed", "max_train_examples",
                    "max_eval_examples", "dynamic_padding", "length_grouping", "train_precision")
-FLAG_NAMES = {"mass_lambda": "lambda"}  # fields whose run_glue.py flag is named otherwise
 PHASE_SETTINGS = {
     "finetune": ("finetune_epochs",),
     "search": ("search_epochs", "soft_extract_learning_rate", "mass_lambda", "target_speedup",
@@ -103,7 +102,7 @@ class RunConfig:
     export_dir: str | None = None  # None: <output_dir>/export
     export_version: int | None = None  # None: 1 + the largest existing version
     export_format: str = "saved_model"  # or "onnx"
-    onnx_batch_size: int = 0  # --format=onnx: a fixed batch size of the graph; 0: any
+    onnx_batch_size: int = 0  # --export_format=onnx: a fixed batch size of the graph; 0: any
     precision: str = "fp32"  # inference precision of evaluate / export: fp32, bf16 or auto
     train_precision: str = "fp32"  # what the encoder computes in while training: fp32, bf16
     custom: CustomTaskSpec | None = None
@@ -142,13 +141,13 @@ class RunConfig:
             raise PowerBertError(f"--train_precision={self.train_precision!r} is not one of "
                                  f"{', '.join(PRECISIONS)}")
         if self.export_format not in ("saved_model", "onnx"):
-            raise PowerBertError(f"--format={self.export_format!r} is not one of "
+            raise PowerBertError(f"--export_format={self.export_format!r} is not one of "
                                  f"saved_model, onnx")
         if self.onnx_batch_size < 0:
             raise PowerBertError(f"--onnx_batch_size={self.onnx_batch_size} must be >= 0 "
                                  "(0: any batch size)")
         if self.onnx_batch_size and self.export_format != "onnx":
-            raise PowerBertError("--onnx_batch_size applies to --format=onnx only")
+            raise PowerBertError("--onnx_batch_size applies to --export_format=onnx only")
         if self.init_checkpoint and self.phase not in ("finetune", "all"):
             raise PowerBertError(f"--init_checkpoint starts the fine-tune phase; it does "
                                  f"nothing with --phase={self.phase}")

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from power_bert_tf.data.pipeline import Rows, batch_rows, encode
+from power_bert_tf.data.batching import Rows, batch_rows, encode
 from power_bert_tf.data.tasks import Example, Task, get_task
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.pipeline.config import PADDING_MULTIPLE, RunConfig
@@ -90,7 +90,7 @@ class Context:
             length_window=config.length_grouping if training and trim else 0)
 
     def rows(self, split: str) -> Rows:
-        """`split` tokenized (`data.pipeline.encode`), once per run and held for it: 12
+        """`split` tokenized (`data.batching.encode`), once per run and held for it: 12
         bytes a position (SST-2's training set at N = 64: 49 MiB)."""
         if split not in self._rows:
             self._rows[split] = encode(self.examples(split), self.tokenizer,

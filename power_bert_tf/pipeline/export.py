@@ -6,7 +6,7 @@ from pathlib import Path
 
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.pipeline.context import Context
-from power_bert_tf.serving.export import export_saved_model
+from power_bert_tf.serving.saved_model import export_saved_model
 from power_bert_tf.serving.onnx import INT8_FILE, RUNTIME_FILE, export_onnx
 from power_bert_tf.training.checkpoints import load_model
 
@@ -48,7 +48,7 @@ def export(ctx: Context) -> dict:
 
 def _export_onnx(ctx: Context, model, export_dir: Path) -> dict:
     if ctx.config.precision not in ("fp32", "auto"):
-        raise PowerBertError("--format=onnx writes float32 and int8 models; drop "
+        raise PowerBertError("--export_format=onnx writes float32 and int8 models; drop "
                              f"--precision={ctx.config.precision}")
     pretrained = ctx.pretrained
     path = export_onnx(

@@ -9,12 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from power_bert_tf.data.pipeline import count_batches
+from power_bert_tf.data.batching import count_batches
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.factory import build_encoder
 from power_bert_tf.model.policy import TRAINING_POLICIES, dtype_policy
-from power_bert_tf.pipeline.config import FLAG_NAMES
 from power_bert_tf.pipeline.context import Context
 from power_bert_tf.pipeline.layout import PhaseFolder
 from power_bert_tf.training.checkpoints import save_model_atomic, write_json_atomic
@@ -62,7 +61,7 @@ def _change(name: str, value, begun, start: Path | None) -> str:
     if name == "start_sha256":
         return (f"{start or 'the pre-trained --model'} is not the model it began from "
                 "(trained again since?)")
-    return f"--{FLAG_NAMES.get(name, name)}={value} (begun with {begun})"
+    return f"--{name}={value} (begun with {begun})"
 
 
 def _sha256(path: Path) -> str:

@@ -34,7 +34,7 @@ import tensorflow as tf
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.serving import onnx_runtime
-from power_bert_tf.serving.export import next_version
+from power_bert_tf.serving.saved_model import next_version
 from power_bert_tf.data.tokenizer import INPUT_NAMES
 
 MODEL_FILE = "model.onnx"

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from conftest import random_inputs
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.serving.export import export_saved_model
+from power_bert_tf.serving.saved_model import export_saved_model
 from power_bert_tf.serving.inference import BucketedPredictor, valid_utf8
 from serving_models import N, NO_PACKAGE, RETENTION, tiny_classifier, tiny_tokenizer
 from tiny_task import VOCAB

@@ -1,11 +1,11 @@
-"""power_bert_tf.data.pipeline: batching, in-graph tokenization, labels, shuffling."""
+"""power_bert_tf.data.batching: batching, in-graph tokenization, labels, shuffling."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from power_bert_tf.data.pipeline import batch_rows, count_batches, encode, make_dataset, tokenize
+from power_bert_tf.data.batching import batch_rows, count_batches, encode, make_dataset, tokenize
 from power_bert_tf.data.tasks import Example
 from power_bert_tf.errors import PowerBertError
 
