@@ -6,7 +6,7 @@ from conftest import random_inputs
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.encoder import BertEncoder
-from power_bert_tf.serving.inference import BucketedPredictor, buckets_for
+from power_bert_tf.serving.inference import BucketedPredictor
 from serving_models import N, tiny_classifier, tiny_tokenizer
 from tiny_task import VOCAB, tiny_config
 
@@ -19,13 +19,6 @@ def model():
 def inputs(lengths, length=N, seed=0):
     return random_inputs(len(lengths), length, lengths=lengths, seed=seed,
                          vocabulary_size=len(VOCAB))
-
-
-def test_buckets_for():
-    assert buckets_for(32) == (16, 32)
-    assert buckets_for(100) == (16, 32, 64, 100)
-    assert buckets_for(512) == (16, 32, 64, 128, 256, 512)
-    assert buckets_for(8) == (8,)
 
 
 def test_short_bucket_gives_the_logits_of_padding_to_n(model):

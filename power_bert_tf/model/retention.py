@@ -148,3 +148,20 @@ def flop_bound(config: EncoderConfig, retention: RetentionConfig) -> float:
     retention.check_layers(config.num_layers)
     n = retention.sequence_length
     return encoder_flops(config, n) / encoder_flops(config, n, retention.kept)
+
+
+def served_flop_bound(config: EncoderConfig, retention: RetentionConfig,
+                      batches: Iterable[tuple[int, int]]) -> float:
+    """FLOP bound of the encoder as served with length buckets: plain over pruned FLOPs.
+
+    Args:
+        batches: (rows, padded length) of each served batch (`data.buckets.served_batches`).
+            In a bucket of T < l_j tokens, layer j keeps all T (Hard-Extract's min(l_j, T)),
+            so short buckets save less than padding to N does.
+    """
+    retention.check_layers(config.num_layers)
+    plain = pruned = 0
+    for rows, length in batches:
+        plain += rows * encoder_flops(config, length)
+        pruned += rows * encoder_flops(config, length, retention.kept)
+    return plain / pruned

@@ -17,21 +17,12 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
+from power_bert_tf.data.buckets import buckets_for
 from power_bert_tf.data.tokenizer import INPUT_NAMES, PackingTokenizer
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.serving.precision import (default_jit_compile, resolve_precision,
                                              with_precision)
-
-DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
-
-
-def buckets_for(max_length: int) -> tuple[int, ...]:
-    """The default buckets below `max_length`, then `max_length` itself."""
-    if max_length < 1:
-        raise PowerBertError(f"max_length must be >= 1, got {max_length}")
-    return tuple(bucket for bucket in DEFAULT_BUCKETS if bucket < max_length) + (max_length,)
-
 
 def valid_utf8(texts: tf.Tensor) -> tf.Tensor:
     """(B,) string -> (B,) string with every invalid UTF-8 sequence replaced by U+FFFD.
