@@ -80,6 +80,10 @@ def test_all_phases_then_predict(tiny, tmp_path, capsys):
         assert summary[name]["seconds"] == pytest.approx(timing["median_seconds"], abs=1e-3)
     spread = summary["speedup_spread"]
     assert spread["rounds"] == 5 and spread["min"] <= summary["speedup"] <= spread["max"]
+    for setting in ("bucketed", "bucketed_sorted"):  # both served in length buckets too
+        served = summary["served"][setting]
+        assert served["buckets"] == [16] and served["speedup"]["rounds"] == 5
+        assert len(served["baseline_timing"]["seconds"]) == 5 and served["flop_bound"] >= 1
 
     phases.run(make_config(tiny, tmp_path, phase="predict"))
     lines = (task_dir / "predict" / "dev_predictions.tsv").read_text().splitlines()
