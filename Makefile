@@ -45,7 +45,8 @@ demo: install
 
 # Inference speed, side by side in one run: plain and PoWER-BERT in TF fp32/bf16 and ONNX
 # Runtime fp32/int8 (BERT-base batch 32 N=256 and batch 1 N=128, MiniLM batch 32 N=64),
-# XLA:CPU with and without oneDNN dots, SavedModel latency under 8 concurrent clients;
+# XLA:CPU with and without oneDNN dots, SavedModel latency under 8 concurrent clients, the
+# SST-2 dev set padded and in length buckets (PoWER-BERT over plain BERT batched alike);
 # writes experiments/results/bench_<device>_<time>.{json,md}. Converted ONNX files are
 # kept in checkpoints/onnx_cache (the first run converts, several minutes on 2 cores).
 # More: make bench BENCH_FLAGS="--sections=modes,padding --batch_sizes=1,32,128"

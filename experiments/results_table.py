@@ -21,6 +21,8 @@ from experiments.paper_table2 import PAPER_TABLE2
 
 NEAR_MAJORITY = 0.02  # a baseline this close to the constant predictor shows nothing
 RETRAINED_TOLERANCE = 0.005  # a baseline trained again this far from its record is named
+# The evaluate phase's served comparisons (pipeline.evaluation.SERVED_SETTINGS's keys).
+SERVED_SETTINGS = ("bucketed", "bucketed_sorted")
 NO_DATA = "no data here"  # the reason of a task whose GLUE files are not in the data dir
 # The README's Table 2 sits between these lines; the study rewrites it (`with_readme_table`).
 README_MARKERS = ("<!-- table2: rebuilt from experiments/results/table2_summary.json by "
@@ -169,9 +171,21 @@ def summarize(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, 
         "retention": powers[0]["retention"], "target": powers[0]["target_speedup"],
         "flop_bound": powers[0]["flop_bound"], "speedups": speedups,
         "speedup_spreads": [p["speedup_spread"] for p in powers],
+        "served_speedups": {setting: [p["served"][setting]["speedup"]["median"]
+                                      for p in powers if "served" in p]
+                            for setting in SERVED_SETTINGS},
         "ms_per_batch": (powers[0]["baseline_ms_per_batch"], powers[0]["power_bert_ms_per_batch"]),
         "paper_speedup": paper, "verdict": verdict,
     }
+
+
+def _served(summary: dict) -> str:
+    """The per-seed speed-ups over length-bucketed BERT, or why there are none."""
+    served = summary.get("served_speedups") or {}
+    if not any(served.values()):
+        return "not measured (runs before the bucketed comparison)"
+    return " / ".join(", ".join(f"{m:.2f}x" for m in served[setting])
+                      for setting in SERVED_SETTINGS)
 
 
 def _pm(value: tuple[float, float] | None, scale: float = 100.0, sign: bool = False) -> str:
@@ -219,9 +233,10 @@ def table2(summaries: list[dict], missing: dict[str, str]) -> str:
     without results to the reason."""
     lines = ["| task | metric | seeds | constant predictor | BERT | PoWER-BERT | change "
              "| BERT, same budget | retention (first seed) | target / FLOP bound "
-             "| measured speed-up: median [min-max] per seed | paper BERT -> PoWER "
+             "| measured speed-up: median [min-max] per seed, both padded to N "
+             "| over BERT in the same length buckets: file order / sorted | paper BERT -> PoWER "
              "| paper speed-up | verdict | BERT fine-tuning: rate, epochs (same budget) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summaries, key=lambda s: s["task"]):
         per_seed = ", ".join(f"{m:.2f}x [{spread['min']:.2f}-{spread['max']:.2f}]"
                              for m, spread in zip(s["speedups"], s["speedup_spreads"]))
@@ -230,11 +245,11 @@ def table2(summaries: list[dict], missing: dict[str, str]) -> str:
             f"| {_pm(s['baseline'])} | {_pm(s['power_bert'])} | {_pm(s['change'], sign=True)} "
             f"| {_pm(s['same_budget'])} ({s['same_budget_seeds']}) "
             f"| {','.join(map(str, s['retention']))} | {s['target']:g}x / {s['flop_bound']:.2f}x "
-            f"| {per_seed} | {_paper(s['task'])} | {s['verdict']} "
+            f"| {per_seed} | {_served(s)} | {_paper(s['task'])} | {s['verdict']} "
             f"| {s['learning_rate']:g}{' from ' + s['init_from'] if s['init_from'] else ''}, "
             f"{s['baseline_epochs']} ({s['same_budget_epochs']}) |")
     for task, reason in sorted(missing.items()):
-        lines.append(f"| {task} | {reason} | | | | | | | | | | {_paper(task)} | | |")
+        lines.append(f"| {task} | {reason} | | | | | | | | | | | {_paper(task)} | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -335,6 +335,8 @@ def power(study: Study, task: str, start: Start, seed: int) -> None:
         "retention": evaluate["retention"], "flop_bound": evaluate["flop_bound"],
         "word_vector_bound": evaluate["word_vector_bound"], "speedup": evaluate["speedup"],
         "speedup_spread": evaluate["speedup_spread"],
+        "served": {setting: {"speedup": served["speedup"], "flop_bound": served["flop_bound"]}
+                   for setting, served in evaluate["served"].items()},
         "baseline_ms_per_batch": evaluate["baseline"]["ms_per_batch"],
         "power_bert_ms_per_batch": evaluate["power_bert"]["ms_per_batch"],
         "search_masses": search["masses"],

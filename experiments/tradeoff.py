@@ -122,6 +122,9 @@ def point(kind: str, label: str, summary: dict) -> dict:
             "baseline_dev": summary["baseline"]["dev"][metric],
             "relative_time": round(1 / summary["speedup"], 4), "speedup": summary["speedup"],
             "speedup_spread": summary.get("speedup_spread"),
+            # over plain BERT in the same length buckets (evaluate phase; not for layer cuts)
+            "served_speedups": {setting: served["speedup"]["median"]
+                                for setting, served in summary.get("served", {}).items()},
             "retention": summary.get("retention"),
             "ms_per_batch": summary["power_bert"]["ms_per_batch"],
             "baseline_ms_per_batch": summary["baseline"]["ms_per_batch"]}

@@ -240,7 +240,7 @@ def test_bad_settings_are_one_line_errors(options, message):
         BenchConfig(**options)
 
 
-def test_padding_measurement_gives_all_four_totals(pretrained):
+def test_padding_measurement_gives_all_six_settings(pretrained):
     texts = ["a", "good film .", "nice", "the plot was very dull and the actors were boring , "
              "but the music was fine and the story had a few nice moments"] * 3
     features = tokenize(pretrained.tokenizer(32), texts)
@@ -252,12 +252,15 @@ def test_padding_measurement_gives_all_four_totals(pretrained):
                              seed=0, retention_source="test")
     assert [s.name for s in result.settings] == [name for name, _, _ in PADDING_SETTINGS]
     assert result.sentences == 12 and result.bucket_sentences == (9, 0, 3)
-    padded, bucketed, eliminated, both = result.settings
-    assert (padded.batches, bucketed.batches) == (3, 4)  # 12 / 4; 9 in 3 batches + 3 in 1
+    padded, bucketed, ordered, eliminated, both, ordered_both = result.settings
+    # 12 / 4 in file order, each batch holding a long sentence; sorted: 9 short in 3 + 3 long
+    assert (padded.batches, bucketed.batches, ordered.batches) == (3, 3, 3)
     for setting in result.settings:
         assert len(setting.timing["seconds"]) == 2 and setting.retraces == 0
+        assert (setting.over_plain is None) == (not setting.eliminated)
     assert padded.speedup["median"] == 1.0 and padded.flop_bound == 1.0
-    assert 1 < eliminated.flop_bound and 1 < bucketed.flop_bound < both.flop_bound
+    assert 1 < eliminated.flop_bound and 1 < ordered.flop_bound < ordered_both.flop_bound
+    assert bucketed.flop_bound == 1.0  # every file-order batch holds a 32-token sentence
 
 
 def test_command_line(tmp_path):

@@ -1,10 +1,12 @@
-"""The padding study: the SST-2 dev set as a server sees it, padded to N or sorted into
-length buckets, without and with elimination, all under XLA.
+"""The padding study: the SST-2 dev set as a server sees it, padded to N or cut to length
+buckets (in file order, or sorted by length first), without and with elimination, all
+under XLA.
 
-The four settings' passes over the whole dev set are timed through
+The six settings' passes over the whole dev set are timed through
 `serving.timing.time_interleaved` (one pass of each in turn; the first round, which
-compiles every batch shape, is untimed), and each speed-up over "padded" is the median
-of the paired per-round ratios.
+compiles every batch shape, is untimed). Each setting's speed-up over "padded" and, for
+an eliminated setting, over plain BERT batched the same way ("over_plain": the speed-up a
+user serving plain BERT with length buckets gets) are medians of paired per-round ratios.
 """
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ import numpy as np
 import tensorflow as tf
 
 from power_bert_tf.bench.cases import Case, Inputs, build_pair
+from power_bert_tf.data.buckets import BATCH_ORDERS, served_batches
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import encoder_flops
 from power_bert_tf.serving.timing import paired_speedup, time_interleaved
 
-PADDING_SETTINGS = (  # (name, bucketed, eliminated)
-    ("padded", False, False), ("bucketed", True, False),
-    ("eliminated", False, True), ("bucketed+eliminated", True, True))
+PADDING_SETTINGS = (  # (name, batching: None for padded to N or a served_batches order, eliminated)
+    ("padded", None, False), ("bucketed", "file", False), ("bucketed_sorted", "sorted", False),
+    ("eliminated", None, True), ("bucketed+eliminated", "file", True),
+    ("bucketed_sorted+eliminated", "sorted", True))
 # The padding study's configuration when no SST-2 retrain run is found (MiniLM, N=64).
 DEFAULT_PADDING_RETENTION = (40, 32, 24, 16, 12, 8)
 
@@ -31,12 +35,13 @@ class PaddingSetting:
     """One way of serving the sentences: seconds of each pass over all of them."""
 
     name: str
-    bucketed: bool
+    batching: str | None  # None: padded to N; else the `served_batches` order
     eliminated: bool
     batches: int
     timing: dict  # Timing.to_dict() of the passes
     seconds: float  # median pass
     speedup: dict  # paired_speedup over "padded"
+    over_plain: dict | None  # eliminated: paired_speedup over plain BERT batched alike
     flop_bound: float  # FLOPs of "padded" / FLOPs of this setting
     retraces: int
 
@@ -65,18 +70,16 @@ def tokenize(tokenizer: Callable[[tf.Tensor], Inputs],
 
 
 def padding_batches(features: Mapping[str, np.ndarray], batch_size: int,
-                    buckets: Sequence[int] | None = None) -> list[Inputs]:
-    """Batches in sentence order; with `buckets`, each sentence goes to the shortest bucket
-    that holds it, is cut to that length and is batched with its bucket."""
-    width = features["input_mask"].shape[1]
+                    buckets: Sequence[int] | None = None, order: str = "file") -> list[Inputs]:
+    """Batches padded to N in sentence order; with `buckets`, batched in `order` and each
+    batch cut to the bucket of its longest sentence (`data.buckets.served_batches`)."""
+    lengths = features["input_mask"].sum(axis=1)
     if buckets is None:
-        groups = [(np.arange(len(features["input_mask"])), width)]
+        plan = served_batches(lengths, batch_size, (features["input_mask"].shape[1],))
     else:
-        which = np.searchsorted(buckets, features["input_mask"].sum(axis=1))
-        groups = [(np.flatnonzero(which == index), bucket) for index, bucket in enumerate(buckets)]
-    return [{name: tf.constant(values[indices[start:start + batch_size], :length])
-             for name, values in features.items()}
-            for indices, length in groups for start in range(0, len(indices), batch_size)]
+        plan = served_batches(lengths, batch_size, buckets, order)
+    return [{name: tf.constant(values[rows, :length]) for name, values in features.items()}
+            for rows, length in plan]
 
 
 def measure_padding(case: Case, features: Mapping[str, np.ndarray], *,
@@ -94,8 +97,9 @@ def measure_padding(case: Case, features: Mapping[str, np.ndarray], *,
     functions = {eliminated: tf.function(lambda x, m=model: m(x, training=False),
                                          jit_compile=True)
                  for eliminated, model in ((False, full), (True, pruned))}
-    plans = {False: padding_batches(features, batch_size),
-             True: padding_batches(features, batch_size, buckets)}
+    plans = {None: padding_batches(features, batch_size),
+             **{order: padding_batches(features, batch_size, buckets, order)
+                for order in BATCH_ORDERS}}
 
     def flops(batches: list[Inputs], eliminated: bool) -> int:
         kept = case.retention.kept if eliminated else None
@@ -109,8 +113,10 @@ def measure_padding(case: Case, features: Mapping[str, np.ndarray], *,
                 function(batch).numpy()
         return run
 
-    passes = {name: one_pass(functions[eliminated], plans[bucketed])
-              for name, bucketed, eliminated in PADDING_SETTINGS}
+    passes = {name: one_pass(functions[eliminated], plans[batching])
+              for name, batching, eliminated in PADDING_SETTINGS}
+    plain = {batching: name for name, batching, eliminated in PADDING_SETTINGS
+             if not eliminated}
     for run in passes.values():  # compiles every batch shape
         run()
     traces = {key: function.experimental_get_tracing_count()
@@ -118,16 +124,20 @@ def measure_padding(case: Case, features: Mapping[str, np.ndarray], *,
     timings = time_interleaved(passes, repeats=repeats, warmup=0)
     retraces = {key: function.experimental_get_tracing_count() - traces[key]
                 for key, function in functions.items()}
-    baseline_flops = flops(plans[False], False)
+    baseline_flops = flops(plans[None], False)
     settings = tuple(
-        PaddingSetting(name, bucketed, eliminated, len(plans[bucketed]),
+        PaddingSetting(name, batching, eliminated, len(plans[batching]),
                        timings[name].to_dict(), timings[name].median,
                        paired_speedup(timings["padded"], timings[name]),
-                       baseline_flops / flops(plans[bucketed], eliminated), retraces[eliminated])
-        for name, bucketed, eliminated in PADDING_SETTINGS)
+                       paired_speedup(timings[plain[batching]], timings[name])
+                       if eliminated else None,
+                       baseline_flops / flops(plans[batching], eliminated), retraces[eliminated])
+        for name, batching, eliminated in PADDING_SETTINGS)
     for setting in settings:
+        over_plain = (f", {setting.over_plain['median']:.2f}x over {plain[setting.batching]}"
+                      if setting.over_plain else "")
         print(f"  padding {setting.name}: {setting.seconds:.3g} s, "
-              f"{setting.speedup['median']:.2f}x", flush=True)
+              f"{setting.speedup['median']:.2f}x over padded{over_plain}", flush=True)
     lengths = features["input_mask"].sum(axis=1)
     which = np.searchsorted(buckets, lengths)
     return PaddingResult(

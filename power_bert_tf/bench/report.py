@@ -231,11 +231,13 @@ def render(report: Report, markdown: bool) -> str:
         sizes = ", ".join(f"{count} <= {bucket}"
                           for count, bucket in zip(padding.bucket_sentences, padding.buckets))
         body = [(s.name, str(s.batches), f"{s.seconds:.3g}", _ratio(s.speedup),
-                 f"{s.flop_bound:.2f}x") for s in padding.settings]
+                 _ratio(s.over_plain) if s.over_plain else "-", f"{s.flop_bound:.2f}x")
+                for s in padding.settings]
         lines += [f"Padding: {padding.sentences} sentences (mean {padding.mean_length:.1f} "
                   f"tokens; {sizes}), batch {padding.batch_size}, {padding.case}, retention "
                   f"{','.join(map(str, padding.retention))} ({padding.retention_source}), XLA.",
-                  "", _table(("setting", "batches", "s (median pass)", "speed-up", "FLOP bound"),
+                  "", _table(("setting", "batches", "s (median pass)", "speed-up over padded",
+                              "over plain BERT batched alike", "FLOP bound over padded"),
                              body, markdown), ""]
     lines += [("- " if markdown else "note: ") + note for note in report.notes]
     return "\n".join(lines).rstrip() + "\n"
