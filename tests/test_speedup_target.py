@@ -102,6 +102,9 @@ def test_search_reaches_the_target_within_5_percent(tiny, target):
     bound = flop_bound(tiny_config(), retention)
     assert target <= bound <= 1.05 * target
     assert result["flop_bound"] == pytest.approx(bound, abs=1e-3)
+    # N=16 is its one length bucket, so served in buckets every batch is padded to N.
+    assert result["served_flop_bound"] == {"file": pytest.approx(bound, abs=1e-3),
+                                           "sorted": pytest.approx(bound, abs=1e-3)}
     assert retention.kept != (1, 1, 1)  # not collapsed to [CLS]
     search_dir = tiny["output"] / "custom" / "search"
     saved = json.loads((search_dir / "retention.json").read_text())

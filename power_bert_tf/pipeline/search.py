@@ -7,9 +7,10 @@ import json
 import time
 from pathlib import Path
 
+from power_bert_tf.data.buckets import BATCH_ORDERS, buckets_for, served_batches
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.model.retention import RetentionConfig, flop_bound
+from power_bert_tf.model.retention import RetentionConfig, flop_bound, served_flop_bound
 from power_bert_tf.model.transfer import is_retention_variable, transfer_weights
 from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.pipeline.context import Context
@@ -21,11 +22,25 @@ from power_bert_tf.training.trainer import EpochLog, OptimizerGroup
 
 
 def read_out(ctx: Context, masses: list[float]) -> dict:
-    """The retention configuration read out of mass(j), with its N and bounds."""
+    """The retention configuration read out of mass(j), with its N and bounds: padded to
+    N (the paper's), and over plain BERT served in length buckets on the dev lengths."""
     retention = RetentionConfig.from_masses(masses, ctx.config.max_seq_length)
     return {"masses": [round(m, 4) for m in masses], **retention.to_dict(),
             "total": retention.total, "word_vector_bound": round(retention.word_vector_bound, 3),
-            "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3)}
+            "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3),
+            "served_flop_bound": served_flop_bounds(ctx, retention)}
+
+
+def served_flop_bounds(ctx: Context, retention: RetentionConfig) -> dict[str, float]:
+    """The FLOP bound over plain BERT with the same length buckets (`buckets_for(N)`), the
+    dev set batched in file order and sorted by length."""
+    lengths = ctx.rows("dev")["input_mask"].sum(axis=1)
+    buckets = buckets_for(ctx.config.max_seq_length)
+    return {order: round(served_flop_bound(
+        ctx.pretrained.config, retention,
+        [(len(rows), bucket) for rows, bucket in served_batches(
+            lengths, ctx.config.eval_batch_size, buckets, order)]), 3)
+        for order in BATCH_ORDERS}
 
 
 def _controller(ctx: Context, model: BertClassifier, steps: int) -> SpeedupController | None:
@@ -72,7 +87,9 @@ def search(ctx: Context) -> dict:
               f"(sum {out['total']} of {config.max_seq_length * len(out['retention'])}), "
               f"word-vector bound {out['word_vector_bound']:.2f}x, FLOP bound "
               f"{out['flop_bound']:.2f}x" + (f" (target {config.target_speedup:g}x)"
-                                               if controller else ""))
+                                               if controller else "")
+              + ", over length-bucketed BERT on the dev lengths {file:.2f}x (file order), "
+              "{sorted:.2f}x (sorted)".format(**out["served_flop_bound"]))
         if controller:
             state = controller.trajectory[-1]
             print(f"  controller: step {state.step}, budget {state.budget:.2f}x, "
