@@ -22,12 +22,17 @@ setup(
         "tensorboard",
         "scikit-learn",
         "scipy",
-        "matplotlib",  # experiments/ plots
+        # The PredictionLog protos of the export's TF Serving warm-up requests; its 2.21
+        # release requires tensorflow 2.21 and nothing the lines above do not already pull.
+        "tensorflow-serving-api==2.21.*",
     ],
     extras_require={
         # --phase=export --export_format=onnx, and the ONNX Runtime rows of the benchmark.
         "onnx": ["onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
+        # experiments/: the study's and the analyses' figures.
+        "experiments": ["matplotlib"],
+        # The tests run the ONNX export and import the experiments (their figures).
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "import-linter",
-                 "ruff", "onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
+                 "ruff", "onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17", "matplotlib"],
     },
 )

@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from experiments.results_table import mean_std  # noqa: E402
 from experiments.runner import git_commit  # noqa: E402
 from experiments.table2_runs import Study, ablation_results  # noqa: E402
-from power_bert_tf.cli import exit_on_user_error  # noqa: E402
+from power_bert_tf.cli import exit_on_user_error, quiet_native_logs  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 ATTENTION = "PoWER-BERT (Attn-WS)"
@@ -191,6 +191,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":  # flags defined here: the study imports this module
+    quiet_native_logs()  # TensorFlow's C++ records, here and in the runs it starts
     flags.DEFINE_string("task", "RTE", "Task whose ablation runs to summarize.")
     flags.DEFINE_string("results_dir", "experiments/results", "Where "
                         "ablation_<task>.{json,png} go.")

@@ -22,13 +22,15 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from power_bert_tf.cli import quiet_native_logs  # light: TensorFlow is not loaded
+
+if __name__ == "__main__":  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL or -v shows all
+    quiet_native_logs()
 
 import keras  # noqa: E402
 import matplotlib  # noqa: E402

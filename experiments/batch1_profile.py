@@ -19,7 +19,10 @@ import statistics
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from power_bert_tf.cli import quiet_native_logs  # light: TensorFlow is not loaded
+
+if __name__ == "__main__":  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL or -v shows all
+    quiet_native_logs()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

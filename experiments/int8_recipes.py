@@ -24,7 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import runner  # noqa: E402
-from power_bert_tf.cli import exit_on_user_error  # noqa: E402
+from power_bert_tf.cli import exit_on_user_error, quiet_native_logs  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -148,6 +148,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    quiet_native_logs()  # TensorFlow's C++ records, here and in the runs it starts
     flags.DEFINE_multi_string("checkpoint", [], "TASK=PATH of a trained model.keras; repeat.")
     flags.DEFINE_string("model", "embedded", "The pre-trained model (its tokenizer).")
     flags.DEFINE_string("data_dir", None, "GLUE data root (default: $GLUE_DIR, else "

@@ -13,12 +13,14 @@ length). Prints a table; writes JSON under experiments/results/ (never overwritt
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from power_bert_tf.cli import quiet_native_logs  # light: TensorFlow is not loaded
+
+if __name__ == "__main__":  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL or -v shows all
+    quiet_native_logs()
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402

@@ -53,7 +53,7 @@ from experiments.results_table import (NO_DATA, first_aim_line, lever_table,  # 
 from experiments.table2_runs import (AIM, MARGIN,  # noqa: E402
                                      LEVER_TASKS, LEVERS, SMALL, Study, ablation,
                                      baseline, finetune, power, target_search)
-from power_bert_tf.cli import exit_on_user_error  # noqa: E402
+from power_bert_tf.cli import exit_on_user_error, quiet_native_logs  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 
@@ -323,4 +323,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    quiet_native_logs()  # TensorFlow's C++ records, here and in the runs it starts
     app.run(main)

@@ -10,17 +10,19 @@ model without elimination.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from power_bert_tf.cli import quiet_native_logs  # light: TensorFlow is not loaded
+
+if __name__ == "__main__":  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL or -v shows all
+    quiet_native_logs()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from power_bert_tf.cli import exit_on_user_error  # noqa: E402
+from power_bert_tf.cli import exit_on_user_error, quiet_python_logs  # noqa: E402
 from power_bert_tf.model.classifier import BertClassifier  # noqa: E402
 from power_bert_tf.model.retention import RetentionConfig, flop_bound  # noqa: E402
 from power_bert_tf.training.checkpoints import load_model  # noqa: E402
@@ -66,6 +68,7 @@ def _models(pretrained):
 @exit_on_user_error
 def main(argv):
     del argv
+    quiet_python_logs(verbose=FLAGS["verbosity"].present)
     pretrained = load_pretrained(FLAGS.model)
     model, plain, retention = _models(pretrained)
     tokenizer = pretrained.tokenizer(retention.sequence_length)

@@ -26,7 +26,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from power_bert_tf.cli import exit_on_user_error  # noqa: E402
+from power_bert_tf.cli import exit_on_user_error, quiet_native_logs  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 TOLERANCE = 0.05
@@ -97,6 +97,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    quiet_native_logs()  # TensorFlow's C++ records, here and in the runs it starts
     flags.DEFINE_string("results_dir", "experiments/results", "Folder with the "
                         "target_search_<task>.json files; the figure goes there.")
     app.run(exit_on_user_error(main))

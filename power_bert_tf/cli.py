@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import threading
+from pathlib import Path
 from typing import Callable
 
 from power_bert_tf.errors import PowerBertError
@@ -41,15 +42,29 @@ def exit_on_user_error(main: Callable[[list[str]], None]) -> Callable[[list[str]
 def native_log_level(environ: dict[str, str] | None = None,
                      argv: list[str] | None = None) -> int:
     """The lowest TensorFlow C++ severity shown (0 I, 1 W, 2 E, 3 F): $TF_CPP_MIN_LOG_LEVEL
-    when set, else 0 when absl's --verbosity (-v) is on the command line, else 3."""
+    when set, else 0 when absl's --verbosity (-v) is on the command line or in a
+    --flagfile it names, else 3."""
     environ = os.environ if environ is None else environ
     argv = sys.argv if argv is None else argv
     if environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip().isdigit():
         return int(environ["TF_CPP_MIN_LOG_LEVEL"])
     if any(arg in ("-v", "--verbosity") or arg.startswith(("-v=", "--verbosity="))
-           for arg in argv[1:]):
+           for arg in _with_flagfiles(argv[1:])):
         return 0
     return DEFAULT_NATIVE_LOG_LEVEL
+
+
+def _with_flagfiles(args: list[str]) -> list[str]:
+    """`args` and the lines of the --flagfile=... files among them (one level, unreadable
+    files skipped: absl reports them)."""
+    lines = []
+    for arg in args:
+        if arg.startswith("--flagfile="):
+            try:
+                lines += Path(arg.split("=", 1)[1]).read_text().split()
+            except OSError:
+                pass
+    return [*args, *lines]
 
 
 def filter_native_lines(chunk: bytes, level: int) -> bytes:

@@ -42,8 +42,11 @@ def test_format_summary_names_each_comparison():
         "power_bert": {"dev": {"accuracy": 0.89}, "ms_per_batch": 5.0},
         "retention": RETENTION, "metric_change": -0.01, "speedup": 2.0,
         "speedup_spread": spread, "flop_bound": 2.4, "word_vector_bound": 2.5,
-        "served": {"bucketed": served, "bucketed_sorted": served}}
+        "served": {"bucketed": served, "bucketed_sorted": served}, "sequence_length": 32,
+        "training_epochs": {"baseline": 1,
+                            "power_bert": {"finetune": 1, "search": 1, "retrain": 1}}}
     text = format_summary("custom", summary)
     assert "both padded to N (the paper):" in text and "2.00x [1.50-2.50]" in text
     assert "both in length buckets, file order:" in text
     assert "both in length buckets, sorted:" in text and "1.20x [1.50-2.50]" in text
+    assert "with 2 more training epochs" in text

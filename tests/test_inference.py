@@ -25,7 +25,7 @@ def test_short_bucket_gives_the_logits_of_padding_to_n(model):
     features = inputs([5, 6, 7, 8, 9, 10])
     reference = model(features, training=False).numpy()
     assert np.ptp(reference) > 0.1  # the logits are not all alike
-    predictor = BucketedPredictor(model)
+    predictor = BucketedPredictor(model, warm=False)
     np.testing.assert_allclose(predictor(features), reference, atol=1e-5)
     unpadded = {name: value[:, :10] for name, value in features.items()}
     np.testing.assert_allclose(predictor(unpadded), reference, atol=1e-5)
@@ -33,15 +33,25 @@ def test_short_bucket_gives_the_logits_of_padding_to_n(model):
 
 
 def test_a_bucket_is_compiled_once_for_any_batch_size(model):
-    predictor = BucketedPredictor(model)
+    predictor = BucketedPredictor(model, warm=False)
     for batch in (3, 3, 7, 1):
         predictor(inputs(list(range(4, 4 + batch)), seed=batch))
     assert predictor.trace_counts == {16: 1, 32: 0}
 
 
+def test_loading_warms_every_bucket(model):
+    """By default every bucket is compiled on construction, so no call compiles one."""
+    predictor = BucketedPredictor(model)
+    assert predictor.trace_counts == {16: 1, 32: 1}
+    features = inputs([3, 20, 32, 12])
+    np.testing.assert_allclose(predictor(features), model(features, training=False), atol=1e-5)
+    predictor(inputs([5, 6]))
+    assert predictor.trace_counts == {16: 1, 32: 1}
+
+
 def test_mixed_lengths_use_the_bucket_of_the_longest(model):
     features = inputs([3, 20, 32, 12])
-    predictor = BucketedPredictor(model)
+    predictor = BucketedPredictor(model, warm=False)
     logits = predictor(features)
     np.testing.assert_allclose(logits, model(features, training=False), atol=1e-5)
     assert predictor.trace_counts == {16: 0, 32: 1}
@@ -61,7 +71,7 @@ def test_longer_inputs_are_truncated_to_the_largest_bucket(model):
 
 def test_predict_texts(model, tmp_path):
     tokenizer = tiny_tokenizer(tmp_path)
-    predictor = BucketedPredictor(model, tokenizer=tokenizer)
+    predictor = BucketedPredictor(model, tokenizer=tokenizer, warm=False)
     texts = ["the film was good .", "a boring , dull plot", ""]
     logits = predictor.predict_texts(texts)
     np.testing.assert_allclose(logits, model(tokenizer(np.array(texts)), training=False),

@@ -34,6 +34,15 @@ def test_the_level_follows_the_environment_then_verbosity():
     assert native_log_level({}, ["run_glue.py", "--verbosity=0"]) == 0
     assert native_log_level({}, ["run_glue.py", "-v", "1"]) == 0
     assert native_log_level({"TF_CPP_MIN_LOG_LEVEL": "1"}, ["run_glue.py", "-v", "1"]) == 1
+    flagfile = ROOT / "configs" / "demo.flags"
+    assert native_log_level({}, ["run_glue.py", f"--flagfile={flagfile}"]) == 3
+
+
+def test_verbosity_in_a_flagfile_shows_native_records(tmp_path):
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text("# settings\n--task=RTE\n--verbosity=0\n")
+    assert native_log_level({}, ["run_glue.py", f"--flagfile={flagfile}"]) == 0
+    assert native_log_level({}, ["run_glue.py", f"--flagfile={tmp_path / 'none'}"]) == 3
 
 
 def test_retracing_warnings_are_dropped_unless_verbose(caplog):

@@ -52,6 +52,8 @@ def test_layout_and_metadata(exported):
     assert sorted(p.name for p in path.parent.iterdir()) == ["1"]  # no partial folder left
     assert sorted(p.name for p in path.iterdir()) == sorted(
         [MODEL_FILE, INT8_FILE, RUNTIME_FILE, "vocab.txt", "power_bert.json"])
+    assert path.stat().st_mode & 0o777 == 0o755  # readable by a server running as another user
+    assert {p.stat().st_mode & 0o777 for p in path.iterdir()} == {0o644}
     meta = json.loads((path / "power_bert.json").read_text())
     assert (meta["retention"], meta["max_seq_length"], meta["labels"]) == (RETENTION, N,
                                                                           list(LABELS))
@@ -62,6 +64,20 @@ def test_layout_and_metadata(exported):
     graph = onnx.load(str(path / MODEL_FILE)).graph
     ops = {node.op_type for node in graph.node}
     assert "Erf" in ops and "TopK" in ops  # exact GELU via 1 - Erf; static top-k
+
+
+def test_loading_runs_the_session_once_unless_told_not_to(exported):
+    shapes = []
+
+    class Counting(OnnxClassifier):
+        def run(self, features):
+            shapes.append(np.shape(features["input_word_ids"]))
+            return super().run(features)
+
+    Counting(exported["path"])
+    assert shapes == [(1, N)]  # the graph's one input length: every request's shape
+    Counting(exported["path"], warm=False)
+    assert shapes == [(1, N)]
 
 
 def test_float32_equals_tf_with_identical_kept_positions(exported, model):

@@ -52,7 +52,8 @@ def test_all_phases_then_predict(tiny, tmp_path, capsys):
     other phases run."""
     phases.run(make_config(tiny, tmp_path, phase="finetune"))
     results = phases.run(make_config(tiny, tmp_path, resume=True))
-    assert "finetune: finished earlier" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "finetune: finished earlier" in printed
     task_dir = tmp_path / "custom"
     for phase in ("finetune", "search", "retrain", "evaluate"):
         run = read(task_dir / phase / "run.json")
@@ -72,6 +73,14 @@ def test_all_phases_then_predict(tiny, tmp_path, capsys):
 
     summary = results["evaluate"]
     assert summary["metric"] == "accuracy" and summary["speedup"] > 0
+    epochs = {phase: len(read(task_dir / phase / "history.json"))
+              for phase in ("finetune", "search", "retrain")}
+    assert epochs["search"] >= 1 and epochs["retrain"] >= 1
+    assert summary["training_epochs"] == {"baseline": epochs["finetune"], "power_bert": epochs}
+    # the report says each model's training budget
+    assert f"{epochs['finetune']} (fine-tune)" in printed
+    assert (f"with {epochs['search'] + epochs['retrain']} more training epochs for "
+            "PoWER-BERT: not a same-budget comparison") in printed
     assert summary["retention"] == search["retention"]
     assert set(summary["baseline"]) == {"dev", "seconds", "ms_per_batch", "timing"}
     for name in ("baseline", "power_bert"):  # 5 interleaved passes each, median reported

@@ -129,6 +129,52 @@ def test_loads_in_a_fresh_process_without_power_bert_tf(exported, model, tmp_pat
     assert json.loads(meta["config"])["buckets"] == [16, 32]
 
 
+def warmup_requests(path: Path) -> list:
+    """The PredictLog requests of a version folder's TF Serving warm-up file."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests"))
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
+    assert all(log.WhichOneof("log_type") == "predict_log" for log in logs)
+    return [log.predict_log.request for log in logs]
+
+
+def check_warmup_requests(path: Path, tokenizer, model_name: str, inputs: set[str]):
+    """One request per length bucket, each filling its bucket, and each runs through the
+    exported serving_default signature (as TF Serving runs them at load)."""
+    buckets = json.loads((path / "assets" / "power_bert.json").read_text())["buckets"]
+    requests = warmup_requests(path)
+    assert len(requests) == len(buckets) > 1
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    hit = []
+    for request in requests:
+        assert (request.model_spec.name, request.model_spec.signature_name) == (
+            model_name, "serving_default")
+        texts = {name: tf.constant(tf.make_ndarray(proto))
+                 for name, proto in request.inputs.items()}
+        assert set(texts) == inputs and all(t.shape == (1,) for t in texts.values())
+        out = serve(**texts)
+        assert out["probabilities"].shape[0] == 1
+        length = int(tf.reduce_sum(tokenizer(*(texts[name] for name in sorted(inputs)))
+                                   ["input_mask"]))
+        hit.append(min(bucket for bucket in buckets if bucket >= length))
+    assert hit == buckets
+
+
+def test_warmup_requests_cover_every_bucket(exported):
+    check_warmup_requests(exported["path"], exported["tokenizer"], "sst2", {"text"})
+
+
+def test_the_version_folder_is_readable_by_other_users(exported):
+    path = exported["path"]
+    modes = {item.relative_to(path).as_posix(): item.stat().st_mode & 0o777
+             for item in [path, *path.rglob("*")]}
+    assert "assets.extra/tf_serving_warmup_requests" in modes and "saved_model.pb" in modes
+    wrong = {name: oct(mode) for name, mode in modes.items()
+             if mode != (0o755 if (path / name).is_dir() else 0o644)}
+    assert not wrong
+
+
 def test_versions_are_never_overwritten(exported, model):
     export_dir = exported["root"] / "export"
     options = dict(labels=LABELS, retention=RETENTION, task_name="SST-2", is_pair=False)
@@ -153,6 +199,7 @@ def test_pair_task(tmp_path):
     out = serve(text_a=tf.constant(a), text_b=tf.constant(b))
     expected = softmax(padded_to_n_logits(model, tokenizer, a, b))
     np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    check_warmup_requests(path, tokenizer, "mnli", {"text_a", "text_b"})
 
 
 def test_regression_task(tmp_path):

@@ -9,9 +9,11 @@ them to a new JSON file and a markdown file next to it (never overwritten).
 """
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from power_bert_tf.cli import quiet_native_logs  # light: TensorFlow is not loaded
+
+if __name__ == "__main__":  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL or -v shows all
+    quiet_native_logs()
 
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402

@@ -112,6 +112,20 @@ class BertEncoder(keras.Model):
 
     Subclasses (`AlbertEncoder`) change the embeddings and the layer blocks by
     overriding `embed` and `layer_blocks`; the extract slots and the pooler stay.
+
+    Example:
+
+    >>> import numpy as np
+    >>> encoder = BertEncoder(vocabulary_size=30, num_layers=2, hidden_size=8, num_heads=2,
+    ...                       intermediate_size=16, max_sequence_length=16, extract="hard",
+    ...                       sequence_length=8, retention=[5, 2])
+    >>> ids = np.ones((3, 8), "int32")
+    >>> outputs = encoder({"input_word_ids": ids, "input_mask": ids,
+    ...                    "input_type_ids": np.zeros_like(ids)})
+    >>> [tuple(layer.shape) for layer in outputs["encoder_outputs"]]  # 5, then 2 vectors
+    [(3, 5, 8), (3, 2, 8)]
+    >>> tuple(outputs["pooled_output"].shape)
+    (3, 8)
     """
 
     model_type = "bert"

@@ -46,6 +46,18 @@ class SoftExtract(keras.layers.Layer):
 
     Returns:
         (B, T, D) scaled word-vectors.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = SoftExtract(sequence_length=3)
+    >>> hidden = np.ones((1, 3, 2), "float32")
+    >>> scores = np.array([[0.2, 0.9, 0.5]], "float32")  # ranks: position 1, 2, then 0
+    >>> np.asarray(layer(hidden, scores))[0, :, 0].tolist()  # r starts at 1: the identity
+    [1.0, 1.0, 1.0]
+    >>> _ = layer.retention_parameters.assign([1.0, 0.5, 0.0])  # r[rank]
+    >>> np.asarray(layer(hidden, scores))[0, :, 0].tolist()
+    [0.0, 1.0, 0.5]
     """
 
     def __init__(self, sequence_length: int, mass_penalty: float = 0.0, **kwargs):
@@ -108,6 +120,18 @@ class HardExtract(keras.layers.Layer):
     Returns:
         (hidden, padding_mask, indices) of shapes (B, K, D), (B, K) and (B, K),
         K = min(retain, T); `indices` are the kept positions of the input.
+
+    Example:
+
+    >>> import numpy as np
+    >>> hidden = np.arange(8, dtype="float32").reshape(1, 4, 2)  # 4 word-vectors
+    >>> mask = np.array([[1, 1, 1, 0]], "int32")
+    >>> scores = np.array([[0.9, 0.1, 0.7, 0.0]], "float32")
+    >>> kept, kept_mask, positions = HardExtract(retain=2)(hidden, mask, scores)
+    >>> np.asarray(positions).tolist()  # [CLS] and the best-scored other position
+    [[0, 2]]
+    >>> np.asarray(kept).tolist(), np.asarray(kept_mask).tolist()
+    ([[[0.0, 1.0], [4.0, 5.0]]], [[1, 1]])
     """
 
     def __init__(self, retain: int, selection: str = "attention", seed: int | None = None,

@@ -26,6 +26,14 @@ class SignificanceScore(keras.layers.Layer):
 
     Returns:
         (B, T) float scores.
+
+    Example:
+
+    >>> import numpy as np
+    >>> probs = np.array([[[[0.5, 0.5, 0.0]] * 3]], "float32")  # (1, 1, 3, 3); key 2 padded
+    >>> mask = np.array([[1, 1, 0]], "int32")
+    >>> np.asarray(SignificanceScore()(probs, mask)).tolist()  # padding scores 0
+    [[0.5, 0.5, 0.0]]
     """
 
     def __init__(self, include_padded_queries: bool = False, **kwargs):

@@ -35,7 +35,7 @@ def export(ctx: Context) -> dict:
     base = path.parent
     text_flags = '--text_a="..." --text_b="..."' if ctx.task.is_pair else '--text="..."'
     print(f"exported {ctx.task.name} (retention {','.join(map(str, model.encoder.retention))}) "
-          f"to {path}\n"
+          f"to {path} (TF Serving warm-up: one request per length bucket)\n"
           f"  inspect: saved_model_cli show --all --dir {path}\n"
           f"  serve:   tensorflow_model_server --rest_api_port=8501 --model_name={name} "
           f"--model_base_path={base} --xla_cpu_compilation_enabled=true\n"

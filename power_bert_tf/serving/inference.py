@@ -76,6 +76,8 @@ class BucketedPredictor:
             for `precision` on this device (`precision.default_jit_compile`).
         precision: "fp32", "bf16" (the encoder computes in bfloat16; the inputs and
             the logits stay int32 and float32) or "auto" (`resolve_precision`).
+        warm: compile every bucket's program now (`warm_up`), so that no request pays
+            for it (XLA: seconds a bucket); False compiles each on its first use.
 
     Attributes:
         buckets: the padded lengths.
@@ -86,7 +88,7 @@ class BucketedPredictor:
 
     def __init__(self, model: BertClassifier, buckets: Sequence[int] | None = None,
                  tokenizer: PackingTokenizer | None = None, jit_compile: bool | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", warm: bool = True):
         encoder = model.encoder
         max_length = encoder.sequence_length or encoder.max_sequence_length
         self.buckets = tuple(sorted(set(buckets))) if buckets else buckets_for(max_length)
@@ -105,6 +107,15 @@ class BucketedPredictor:
                 input_signature=[{name: tf.TensorSpec((None, bucket), tf.int32, name=name)
                                   for name in INPUT_NAMES}])
             for bucket in self.buckets}
+        if warm:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Runs (so traces and compiles) every bucket's program once on one row."""
+        for bucket in self.buckets:
+            ones = tf.ones((1, bucket), tf.int32)
+            self._programs[bucket]({"input_word_ids": ones, "input_mask": ones,
+                                    "input_type_ids": tf.zeros_like(ones)})
 
     def _logits(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
         self.trace_counts[features["input_word_ids"].shape[1]] += 1

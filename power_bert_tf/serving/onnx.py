@@ -34,7 +34,7 @@ import tensorflow as tf
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.serving import onnx_runtime
-from power_bert_tf.serving.saved_model import next_version
+from power_bert_tf.serving.saved_model import make_readable, next_version
 from power_bert_tf.data.tokenizer import INPUT_NAMES
 
 MODEL_FILE = "model.onnx"
@@ -215,6 +215,7 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
                                      if model.encoder.extract == "hard"],
         }
         (partial / onnx_runtime.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        make_readable(partial)  # 0755 / 0644: a server running as another user reads it
         os.rename(partial, target)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

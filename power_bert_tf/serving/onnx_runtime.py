@@ -169,10 +169,12 @@ class OnnxClassifier:
         folder: the export version folder.
         model_file: "model.onnx" (float32) or "model_int8.onnx" (dynamic int8).
         threads: intra-op threads; None: ONNX Runtime's default (one per core).
+        warm: run the session once now (`warm_up`), so that the first request does not
+            pay for ONNX Runtime's first-run allocations; False skips it.
     """
 
     def __init__(self, folder: str | Path, model_file: str = "model.onnx",
-                 threads: int | None = None):
+                 threads: int | None = None, warm: bool = True):
         import onnxruntime as ort
 
         folder = Path(folder)
@@ -186,6 +188,13 @@ class OnnxClassifier:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(folder / model_file), options,
                                             providers=["CPUExecutionProvider"])
+        if warm:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Runs the session once on one empty text. The graph has one input length, N
+        (the tokenizer pads to it), so this one run covers every request's shape."""
+        self.run(self.tokenizer([""]))
 
     def run(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """int32 (B, N) features -> "logits" (B, C) and "kept_positions_j" (B, l_j).

@@ -12,20 +12,15 @@ Which execution path is fastest depends on the device and the precision, so it i
 measured (`python -m power_bert_tf.bench`, "runtimes" table: TF graph vs. XLA per
 precision) and the measured choice is `default_jit_compile`:
 
-- CPU, float32: XLA. In experiments/results/bench_cpu2_20261129-075105.json (2-core Xeon
-  with AMX, shared) XLA was faster for MiniLM at batch 32 (414 vs 463 ms plain, 271 vs
-  285 ms PoWER-BERT) and at BERT-base batch 1 as fast as the graph or faster (215 vs
-  214 ms plain, 113 vs 122 ms PoWER-BERT).
+- CPU, float32: XLA (as fast as TF's graph executor or faster).
 - CPU, bfloat16: TF's graph executor, which sends bfloat16 matrix multiplies to oneDNN
-  (AMX / AVX-512 BF16 where the CPU has them). XLA:CPU's bfloat16 programs were 1.3x-2.6x
-  slower there (BERT-base batch 1: 280 vs 109 ms plain, 179 vs 74 ms PoWER-BERT; MiniLM
-  batch 32: 665 vs 384 ms, 331 vs 248 ms).
+  (AMX / AVX-512 BF16 where the CPU has them); XLA:CPU's bfloat16 programs are slower.
 - GPU / TPU: XLA for both (not measured here).
 
-bfloat16 pays only where the hardware multiplies in it: on a 2-core AMD EPYC with AVX2
-alone (bench_cpu2_20261202-001810.json) plain BERT-base at batch 32, N=256 took 27.1 s in
-bfloat16 against 16.0 s in float32. `resolve_precision("auto")` picks bfloat16 where a
-GPU / TPU or the CPU's AMX-BF16 / AVX512-BF16 is there, float32 elsewhere.
+bfloat16 pays only where the hardware multiplies in it, so `resolve_precision("auto")`
+picks bfloat16 where a GPU / TPU or the CPU's AMX-BF16 / AVX512-BF16 is there, float32
+elsewhere. The measurements behind these choices: docs/benchmarks.md, "Execution path
+per precision".
 """
 from __future__ import annotations
 

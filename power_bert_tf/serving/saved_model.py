@@ -8,6 +8,13 @@ export, never overwritten:
         assets/power_bert.json   task, model type, labels, retention, max_seq_length,
                                  buckets, notes
         assets/labels.txt        one label per line, in class-index order (classification)
+        assets.extra/tf_serving_warmup_requests
+                                 TF Serving's warm-up: one serving_default request per
+                                 length bucket (PredictionLog records), which TF Serving
+                                 runs at load, so no user request pays for compiling one
+
+The version folder is readable by other users (folders 0755, files 0644), so a model
+server running as another user can load it.
 
 Signatures (B the batch, T any length, C the classes):
     serving_default  text (B,) string, or text_a and text_b for pair tasks
@@ -41,6 +48,8 @@ from power_bert_tf.serving.inference import BucketedPredictor, valid_utf8
 
 METADATA_FILE = "power_bert.json"
 LABELS_FILE = "labels.txt"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+WARMUP_WORD = "a"  # one word-piece in BERT's and ALBERT's vocabularies ([UNK] elsewhere: one)
 TRUNCATION_NOTE = (
     "serving_default: texts longer than max_seq_length word-pieces ([CLS] and [SEP] "
     "included) are truncated by the tokenizer, longest segment first for pairs; "
@@ -160,7 +169,8 @@ def export_saved_model(model: BertClassifier, tokenizer: PackingTokenizer, expor
     if retention is not None and list(retention) != (model_retention or []):
         raise PowerBertError(f"retention {list(retention)} is not the model's "
                              f"{model_retention}")
-    predictor = BucketedPredictor(model, jit_compile=jit_compile, precision=precision)
+    predictor = BucketedPredictor(model, jit_compile=jit_compile, precision=precision,
+                                  warm=False)  # the SavedModel traces its own
     if tokenizer.max_seq_length > predictor.buckets[-1]:
         raise PowerBertError(f"the tokenizer's max_seq_length {tokenizer.max_seq_length} "
                              f"exceeds the model's {predictor.buckets[-1]}")
@@ -196,6 +206,9 @@ def export_saved_model(model: BertClassifier, tokenizer: PackingTokenizer, expor
             tf.saved_model.save(module, str(partial), signatures={
                 "serving_default": module.serve_text, "predict_ids": module.predict_ids,
                 "metadata": module.metadata})
+        write_warmup_requests(partial / WARMUP_FILE, tokenizer, predictor.buckets,
+                              model_name, is_pair)
+        make_readable(partial)
         if target.exists():
             raise PowerBertError(f"{target} appeared while exporting; not overwritten")
         os.rename(partial, target)
@@ -203,3 +216,57 @@ def export_saved_model(model: BertClassifier, tokenizer: PackingTokenizer, expor
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return target
+
+
+def warmup_texts(tokenizer: PackingTokenizer, buckets: Sequence[int],
+                 is_pair: bool) -> list[dict[str, str]]:
+    """One serving_default input per bucket: {"text": ...} (or "text_a", "text_b") whose
+    tokenized length fills the bucket, so the request runs that bucket's program.
+
+    Raises PowerBertError when no text of repeated `WARMUP_WORD` reaches a bucket.
+    """
+    def length(words: int) -> int:
+        a = tf.constant([" ".join([WARMUP_WORD] * words)])
+        features = tokenizer(a, tf.constant([WARMUP_WORD])) if is_pair else tokenizer(a)
+        return int(tf.reduce_sum(features["input_mask"]))
+
+    inputs, lower = [], 0
+    for bucket in buckets:
+        words = bucket
+        while words > 0 and length(words) > bucket:
+            words -= 1
+        if words == 0 or length(words) <= lower:
+            raise PowerBertError(f"no warm-up text of {WARMUP_WORD!r} repeated reaches the "
+                                 f"length bucket {bucket}")
+        text = " ".join([WARMUP_WORD] * words)
+        inputs.append({"text_a": text, "text_b": WARMUP_WORD} if is_pair else {"text": text})
+        lower = bucket
+    return inputs
+
+
+def write_warmup_requests(path: Path, tokenizer: PackingTokenizer, buckets: Sequence[int],
+                          model_name: str, is_pair: bool) -> None:
+    """TF Serving's warm-up file: a TFRecord of PredictionLog records, one serving_default
+    request (batch 1) per length bucket (`warmup_texts`)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for inputs in warmup_texts(tokenizer, buckets, is_pair):
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
+                name=model_name, signature_name="serving_default"))
+            for name, text in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto([text.encode()], tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def make_readable(folder: Path) -> None:
+    """Folders 0755 and files 0644 under `folder` (itself included)."""
+    folder.chmod(0o755)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)

@@ -3,12 +3,10 @@
 XLA:CPU emits its own matrix multiplies by default; TensorFlow's graph mode calls oneDNN's.
 Whether routing XLA's through oneDNN helps depends on the shapes, so `make bench` measures
 it (the onednn section: the same model in this process and in a child process with these
-flags, passes interleaved). In two runs on a shared 2-core Xeon with AMX
-(experiments/results/bench_cpu2_20261129-072853.json and -075105.json) it made PoWER-BERT
-1.14x and 1.31x faster at BERT-base batch 32, N=256, 0.85x and 0.96x (slower) at BERT-base
-batch 1, N=128, and changed MiniLM at batch 32, N=64 by 0.99x-1.05x in one run and
-1.08x-1.11x in the other. Use it only for large batches, after measuring on your CPU
-(`python -m power_bert_tf.bench --sections=onednn`).
+flags, passes interleaved). Measured, it helps PoWER-BERT at large batches (BERT-base
+batch 32, N=256) and slows it at batch 1, so it is for large batches only, after measuring
+on your CPU (`python -m power_bert_tf.bench --sections=onednn`); the runs: docs/serving.md,
+"Length buckets and XLA".
 
 XLA reads `XLA_FLAGS` once, at the first compilation in the process: call `use_onednn_dots`
 before anything runs with `jit_compile=True`. For TF Serving, set the same variable in the
