@@ -7,7 +7,7 @@ import time
 import keras
 import numpy as np
 
-from power_bert_tf.model.retention import RetentionConfig, flop_bound
+from power_bert_tf.model.retention import flop_bound, make_retention
 from power_bert_tf.pipeline.context import Context
 from power_bert_tf.serving.precision import (default_jit_compile, resolve_precision,
                                              with_precision)
@@ -45,14 +45,15 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
                          "ms_per_batch": round(1000 * seconds / len(batches), 2),
                          "timing": timings[name].to_dict()}
     speedup = paired_speedup(timings["baseline"], timings["power_bert"])
-    retention = RetentionConfig(tuple(power.encoder.retention), config.max_seq_length)
+    retention = make_retention(power.encoder.retention, config.max_seq_length,
+                               power.encoder.retention_mode)
     metric = ctx.task.metric
     summary = {
         "metric": metric, "baseline": results["baseline"], "power_bert": results["power_bert"],
         "metric_change": round(results["power_bert"]["dev"][metric]
                                - results["baseline"]["dev"][metric], 4),
         "speedup": speedup["median"], "speedup_spread": speedup,
-        "retention": list(retention.kept),
+        "retention": retention.to_dict()["retention"], "retention_mode": retention.mode,
         "word_vector_bound": round(retention.word_vector_bound, 3),
         "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3),
         "dev_examples": len(labels), "eval_batch_size": config.eval_batch_size,
