@@ -389,9 +389,10 @@ def test_onnx_export_has_equal_logits(model, tmp_path):
     from serving_models import tiny_tokenizer
 
     tiny_tokenizer(tmp_path / "vocab", N)
-    path = export_onnx(model, tmp_path / "export", "sst2", vocab_file=tmp_path / "vocab" / "vocab.txt",
-                       lower_case=True, max_seq_length=N, labels=("neg", "pos"),
-                       task_name="SST-2", is_pair=False, int8=False)
+    path = export_onnx(model, tmp_path / "export", "sst2",
+                       vocab_file=tmp_path / "vocab" / "vocab.txt", lower_case=True,
+                       max_seq_length=N, labels=("neg", "pos"), task_name="SST-2",
+                       is_pair=False, int8=False)
     session = ort.InferenceSession(str(path / MODEL_FILE), providers=["CPUExecutionProvider"])
     lengths = [1, 3, 7, 12, 20, 32]
     features = _inputs(lengths)
