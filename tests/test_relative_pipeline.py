@@ -83,3 +83,19 @@ def test_relative_retrain_evaluate_and_refusals(tiny):
             compare_after_retrain=False)
     with pytest.raises(PowerBertError, match="--retention_mode='sideways' is not one of"):
         run(tiny, retention_mode="sideways")
+
+
+def test_unreachable_relative_target_is_one_line_before_training(tmp_path):
+    model = write_tiny_model(tmp_path / "model")
+    train, dev = write_tiny_task(tmp_path / "data", train=16, dev=8)
+    # At N = 32 the padded bound of keeping [CLS] is 4.53x, but every tiny input is served
+    # in the bucket of 16, where it is 4.31x.
+    config = tiny_run_config(model, train, dev, tmp_path / "out", phase="all",
+                             max_seq_length=32, mass_lambda=None, target_speedup=4.4,
+                             retention_mode="relative")
+    with pytest.raises(PowerBertError, match=r"--target_speedup=4.4 cannot be reached: the "
+                                             r"largest FLOP-bound speed-up over "
+                                             r"length-bucketed plain BERT .* is 4\.31x") as error:
+        phases.run(config)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "out" / "custom" / "finetune").exists()  # nothing trained

@@ -21,7 +21,8 @@ from power_bert_tf.pipeline.fitting import build_classifier, fit_phase, read_his
 from power_bert_tf.training.checkpoints import write_json_atomic
 from power_bert_tf.training.optimization import adam
 from power_bert_tf.training.speedup_target import (RelativeSpeedupController,
-                                                   SpeedupController, bucket_rows)
+                                                   SpeedupController, bucket_rows,
+                                                   check_served_reachable)
 from power_bert_tf.training.trainer import EpochLog, OptimizerGroup
 
 
@@ -47,6 +48,14 @@ def training_buckets(ctx: Context) -> list[tuple[int, int]]:
     lengths = ctx.rows("train")["input_mask"].sum(axis=1)
     return bucket_rows(served_batches(lengths, ctx.config.eval_batch_size,
                                       buckets_for(ctx.config.max_seq_length), "sorted"))
+
+
+def check_relative_target(ctx: Context) -> None:
+    """A relative-mode --target_speedup above the served bound of keeping only [CLS] on
+    the training lengths is a one-line error (before any training)."""
+    config = ctx.config
+    check_served_reachable(ctx.pretrained.config, config.max_seq_length,
+                           config.target_speedup, training_buckets(ctx))
 
 
 def _controller(ctx: Context, model: BertClassifier, steps: int) -> SpeedupController | None:

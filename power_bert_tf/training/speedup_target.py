@@ -173,6 +173,18 @@ def largest_served_speedup(config: EncoderConfig, sequence_length: int,
     return served_flop_bound(config, smallest, batches)
 
 
+def check_served_reachable(config: EncoderConfig, sequence_length: int, target: float,
+                           batches: Sequence[tuple[int, int]]) -> None:
+    """`check_reachable` of the relative mode: the bound over length-bucketed plain BERT."""
+    largest = largest_served_speedup(config, sequence_length, batches)
+    if target > largest:
+        raise PowerBertError(
+            f"--target_speedup={target:g} cannot be reached: the largest FLOP-bound speed-up "
+            f"over length-bucketed plain BERT of this {config.num_layers}-layer model on the "
+            f"task's lengths at --max_seq_length={sequence_length} is {largest:.2f}x (every "
+            f"layer keeping only [CLS])")
+
+
 class RelativeSpeedupController(SpeedupController):
     """`SpeedupController` of the relative mode: the read-out is f_j = mass(j) / N and
     the bound it steers to is the FLOP bound over length-bucketed plain BERT on the
@@ -189,13 +201,7 @@ class RelativeSpeedupController(SpeedupController):
                  sequence_length: int, target: float, total_steps: int, ramp: float,
                  batches: Sequence[tuple[int, int]]):
         self.batches = list(batches)
-        largest = largest_served_speedup(config, sequence_length, self.batches)
-        if target > largest:
-            raise PowerBertError(
-                f"--target_speedup={target:g} cannot be reached: the largest FLOP-bound speed-up "
-                f"over length-bucketed plain BERT of this {config.num_layers}-layer model on "
-                f"the task's lengths at --max_seq_length={sequence_length} is {largest:.2f}x "
-                f"(every layer keeping only [CLS])")
+        check_served_reachable(config, sequence_length, target, self.batches)
         super().__init__(config, retention_variables, sequence_length, target, total_steps,
                          ramp)
 
