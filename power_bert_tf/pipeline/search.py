@@ -7,12 +7,11 @@ import json
 import time
 from pathlib import Path
 
+from power_bert_tf.data.buckets import buckets_for, served_batches
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.data.buckets import buckets_for, served_batches
-from power_bert_tf.model.retention import (Retention, flop_bound,
-                                           parse_retention, retention_from_dict,
-                                           served_flop_bound)
+from power_bert_tf.model.retention import (Retention, flop_bound, parse_retention,
+                                           retention_from_dict, served_flop_bound)
 from power_bert_tf.model.retention import read_out as read_retention
 from power_bert_tf.model.transfer import is_retention_variable, transfer_weights
 from power_bert_tf.pipeline.config import RunConfig
