@@ -2,6 +2,9 @@
 the served units, retrain and evaluate with the search's fractions, and the one-line
 refusal of a configuration of the other mode."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from power_bert_tf.pipeline import phases
 from power_bert_tf.training.checkpoints import load_model
 from tiny_task import tiny_config, tiny_run_config, write_tiny_model, write_tiny_task
 
+ROOT = Path(__file__).parents[1]
 TRAIN = 64
 
 
@@ -99,3 +103,25 @@ def test_unreachable_relative_target_is_one_line_before_training(tmp_path):
         phases.run(config)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "out" / "custom" / "finetune").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--retention_config=0.8,0.5,0.3"], "--retention_config=0.8,0.5,0.3 looks like fractions "
+                                         "of each input's length"),
+    (["--retention_mode=relative", "--retention_config=8,4,2"],
+     "layer 1 keeps the fraction 8; each must be in (0, 1] (counts at N need "
+     "--retention_mode=absolute)"),
+])
+def test_the_other_modes_configuration_is_one_line_on_the_command_line(tmp_path, flags,
+                                                                      message):
+    model = write_tiny_model(tmp_path / "model")
+    train, dev = write_tiny_task(tmp_path / "data", train=16, dev=8)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_glue.py"), f"--model={model}", "--task=custom",
+         f"--train_file={train}", f"--dev_file={dev}", "--text_a_column=text",
+         "--label_column=label", "--labels=neg,pos", "--max_seq_length=16",
+         f"--output_dir={tmp_path / 'out'}", "--phase=retrain", *flags],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
