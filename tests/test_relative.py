@@ -421,3 +421,20 @@ def test_relative_speedup_bound_beats_absolute_in_short_buckets():
     assert served_flop_bound(minilm, relative, batches) > 0.95 * padded  # 2.36x
     for bucket in (16, 32, 64):  # in every bucket, nearly the bound at N
         assert served_flop_bound(minilm, relative, [(1, bucket)]) > 0.95 * padded
+
+
+def test_bench_cases_read_a_relative_retrain_run(tmp_path):
+    import json
+
+    from power_bert_tf.bench.cases import Case, build_classifier, retrained_configurations
+
+    path = tmp_path / "SST-2" / "retrain" / "run.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"task": "SST-2", "retention": FRACTIONS,
+                                "retention_mode": "relative",
+                                "config": {"max_seq_length": N, "model": "embedded"}}))
+    found, notes = retrained_configurations(tmp_path)
+    assert found == {"SST-2": RelativeRetention(tuple(FRACTIONS), N)} and notes == []
+    model = build_classifier(Case("tiny", "tiny", tiny_config(), found["SST-2"]),
+                             eliminate=True, sequence_length=None)
+    assert model.encoder.retention_mode == "relative" and model.encoder.retention == FRACTIONS
