@@ -438,3 +438,17 @@ def test_bench_cases_read_a_relative_retrain_run(tmp_path):
     model = build_classifier(Case("tiny", "tiny", tiny_config(), found["SST-2"]),
                              eliminate=True, sequence_length=None)
     assert model.encoder.retention_mode == "relative" and model.encoder.retention == FRACTIONS
+
+
+def test_albert_encoder_takes_the_relative_mode():
+    from power_bert_tf.model.albert import AlbertEncoder
+
+    encoder = AlbertEncoder(**tiny_config().to_dict(), embedding_size=16, extract="hard",
+                            retention=FRACTIONS, sequence_length=N, retention_mode="relative")
+    assert isinstance(encoder.get_layer("layer_3_hard_extract"), RelativeHardExtract)
+    config = encoder.get_config()
+    assert config["retention_mode"] == "relative"
+    assert AlbertEncoder.from_config(config).get_config() == config
+    outputs = encoder(_inputs([4, 17]))
+    assert [(np.asarray(p[1]) >= 0).sum() for p in outputs["kept_positions"]] == [
+        kept_count(f, 17) for f in FRACTIONS]
