@@ -17,6 +17,7 @@ quiet_native_logs()  # before TensorFlow loads: TF_CPP_MIN_LOG_LEVEL=0 or --verb
 from absl import app, flags  # noqa: E402
 
 from power_bert_tf.model.config import MODEL_TYPES, SELECTIONS  # noqa: E402
+from power_bert_tf.model.retention import RETENTION_MODES  # noqa: E402
 from power_bert_tf.pipeline.config import (DISTRIBUTIONS, PADDING_MULTIPLE, PHASES,  # noqa: E402
                                            TASK_DEFAULTS, RunConfig)
 from power_bert_tf.data.tasks import CustomTaskSpec, canonical_task_name  # noqa: E402
@@ -81,7 +82,15 @@ flags.DEFINE_bool("compare_after_retrain", True, "With --phase=retrain, end with
                   "phase's report); --nocompare_after_retrain skips it, for a run that "
                   "evaluates next.")
 flags.DEFINE_string("retention_config", None, "Kept word-vectors per layer, e.g. 7,7,4,4,2,2, "
-                    "to retrain without a search.")
+                    "to retrain without a search; with --retention_mode=relative the "
+                    "fractions of each input's length, e.g. 0.8,0.5,0.3,0.2,0.1,0.05.")
+flags.DEFINE_enum("retention_mode", "absolute", RETENTION_MODES, "Unit of the retention "
+                  "configuration of search and retrain: absolute (the paper's: l_j word-vectors "
+                  "kept at --max_seq_length, min(l_j, T) of an input of T tokens) or relative "
+                  "(fractions f_j: an input of real length T keeps ceil(f_j * T); "
+                  "--retention_config then takes fractions, e.g. 0.8,0.5,0.3,0.2,0.1,0.05, and "
+                  "--target_speedup means the FLOP-bound speed-up over length-bucketed plain "
+                  "BERT on the task's training lengths). See docs/method.md.")
 flags.DEFINE_enum("selection", "attention", SELECTIONS, "Which word-vectors Hard-Extract keeps: "
                   "attention (PoWER-BERT), head (first positions) or random (baselines).")
 flags.DEFINE_bool("include_padded_queries", False, "Count attention paid by padded positions in "
@@ -202,7 +211,8 @@ def config_from_flags() -> RunConfig:
         retrain_epochs=phase_epochs("retrain_epochs"),
         compare_after_retrain=FLAGS.compare_after_retrain,
         warmup_proportion=FLAGS.warmup_proportion, seed=FLAGS.seed,
-        retention_config=FLAGS.retention_config, selection=FLAGS.selection,
+        retention_config=FLAGS.retention_config, retention_mode=FLAGS.retention_mode,
+        selection=FLAGS.selection,
         include_padded_queries=FLAGS.include_padded_queries,
         max_train_examples=FLAGS.max_train_examples, max_eval_examples=FLAGS.max_eval_examples,
         predict_split=FLAGS.predict_split, resume=FLAGS.resume, overwrite=FLAGS.overwrite,

@@ -24,7 +24,8 @@ from absl import app, flags  # noqa: E402
 
 from power_bert_tf.cli import exit_on_user_error, quiet_python_logs  # noqa: E402
 from power_bert_tf.model.classifier import BertClassifier  # noqa: E402
-from power_bert_tf.model.retention import RetentionConfig, flop_bound  # noqa: E402
+from power_bert_tf.model.retention import (RETENTION_MODES, flop_bound,  # noqa: E402
+                                           parse_retention)
 from power_bert_tf.training.checkpoints import load_model  # noqa: E402
 from power_bert_tf.weights import load_pretrained  # noqa: E402
 
@@ -35,6 +36,9 @@ flags.DEFINE_string("checkpoint", None, "A retrained PoWER-BERT model.keras; def
 flags.DEFINE_integer("max_seq_length", 32, "Padded input length N (without --checkpoint).")
 flags.DEFINE_string("retention", "16,12,9,6,4,2", "Kept word-vectors per layer (without "
                     "--checkpoint), comma-separated, non-increasing, one per layer.")
+flags.DEFINE_enum("retention_mode", "absolute", RETENTION_MODES, "Unit of --retention "
+                  "(without --checkpoint): counts at N, or fractions of each input's length "
+                  "(e.g. 0.8,0.5,0.3,0.2,0.1,0.05); a checkpoint carries its own.")
 flags.DEFINE_list("labels", ["0", "1"], "Label names of the checkpoint's classes.")
 flags.DEFINE_integer("seed", 0, "Seed of the untrained classification head.")
 FLAGS = flags.FLAGS
@@ -54,13 +58,14 @@ def _models(pretrained):
     if FLAGS.checkpoint:
         model = load_model(Path(FLAGS.checkpoint), "retrain")
         encoder = model.encoder
-        return model, None, RetentionConfig(tuple(encoder.retention), encoder.sequence_length)
-    retention = RetentionConfig.parse(FLAGS.retention, FLAGS.max_seq_length)
+        return model, None, encoder.retention_config()
+    retention = parse_retention(FLAGS.retention, FLAGS.max_seq_length, FLAGS.retention_mode)
     retention.check_layers(pretrained.config.num_layers)
     keras.utils.set_random_seed(FLAGS.seed)
     plain = BertClassifier(pretrained.build_encoder(), num_classes=2)
     pruned = BertClassifier(pretrained.build_encoder(
-        extract="hard", retention=list(retention.kept), sequence_length=FLAGS.max_seq_length), 2)
+        extract="hard", retention=retention.to_dict()["retention"],
+        sequence_length=FLAGS.max_seq_length, retention_mode=retention.mode), 2)
     pruned.get_layer("logits").set_weights(plain.get_layer("logits").get_weights())
     return pruned, plain, retention
 
@@ -73,7 +78,8 @@ def main(argv):
     model, plain, retention = _models(pretrained)
     tokenizer = pretrained.tokenizer(retention.sequence_length)
     inputs = tokenizer(tf.constant(SENTENCES))
-    print(f"retention configuration (N={retention.sequence_length}): {retention}  "
+    print(f"{retention.mode} retention configuration (N={retention.sequence_length}): "
+          f"{retention}  "
           f"word-vector bound {retention.word_vector_bound:.2f}x, "
           f"FLOP bound {flop_bound(pretrained.config, retention):.2f}x")
     outputs = model.encoder(inputs)
@@ -82,9 +88,10 @@ def main(argv):
     for row, sentence in enumerate(SENTENCES):
         ids = np.asarray(inputs["input_word_ids"][row])
         print(f"\n[{row}] {sentence}  ({mask[row].sum()} tokens)")
+        gathered = retention.kept_at(inputs["input_mask"].shape[1])
         for layer, positions in enumerate(outputs["kept_positions"], start=1):
-            kept = [p for p in np.asarray(positions[row]) if mask[row, p]]
-            print(f"  layer {layer}: {retention.kept[layer - 1]:2d} vectors kept, "
+            kept = [p for p in np.asarray(positions[row]) if p >= 0 and mask[row, p]]
+            print(f"  layer {layer}: {gathered[layer - 1]:2d} vectors kept, "
                   f"{len(kept):2d} real tokens | {' '.join(tokenizer.ids_to_tokens(ids[kept]))}")
         if plain is None:
             print(f"  prediction: {FLAGS.labels[int(np.argmax(logits[row]))]} "

@@ -20,7 +20,7 @@ import tensorflow as tf
 from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.factory import build_encoder
-from power_bert_tf.model.retention import RetentionConfig, encoder_flops
+from power_bert_tf.model.retention import RetentionConfig, encoder_flops, make_retention
 from power_bert_tf.model.transfer import transfer_weights
 from power_bert_tf.weights.pretrained import PretrainedBert
 
@@ -135,8 +135,8 @@ def retrained_configurations(checkpoints_dir: Path) -> tuple[dict[str, Retention
             if model != "embedded":
                 notes.append(f"{path}: trained on {model}, not the embedded MiniLM; skipped")
                 continue
-            retention = RetentionConfig(tuple(run["retention"]),
-                                        int(run["config"]["max_seq_length"]))
+            retention = make_retention(run["retention"], int(run["config"]["max_seq_length"]),
+                                       run.get("retention_mode", "absolute"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             notes.append(f"{path}: unreadable ({error}); skipped")
             continue
@@ -170,7 +170,8 @@ def build_classifier(case: Case, *, eliminate: bool, sequence_length: int | None
     """The case's two-class classifier, plain or with Hard-Extract (random head)."""
     options = {"sequence_length": sequence_length, "name": "encoder"}
     if eliminate:
-        options.update(extract="hard", retention=case.retention.kept)
+        options.update(extract="hard", retention=case.retention.to_dict()["retention"],
+                       retention_mode=case.retention.mode)
     if case.pretrained is not None and not eliminate:
         encoder = case.pretrained.build_encoder(**options)
     else:

@@ -102,9 +102,11 @@ def measure_padding(case: Case, features: Mapping[str, np.ndarray], *,
                 for order in BATCH_ORDERS}}
 
     def flops(batches: list[Inputs], eliminated: bool) -> int:
-        kept = case.retention.kept if eliminated else None
+        def kept(length: int):
+            return case.retention.kept_at(length) if eliminated else None
         return sum(int(batch["input_mask"].shape[0])
-                   * encoder_flops(case.config, int(batch["input_mask"].shape[1]), kept)
+                   * encoder_flops(case.config, int(batch["input_mask"].shape[1]),
+                                   kept(int(batch["input_mask"].shape[1])))
                    for batch in batches)
 
     def one_pass(function, batches: list[Inputs]) -> Callable[[], None]:

@@ -19,8 +19,9 @@ from keras import ops
 from power_bert_tf.model.blocks import (BertEmbedding, FeedForwardBlock, SelfAttentionBlock,
                                         initializer)
 from power_bert_tf.model.config import SELECTIONS
-from power_bert_tf.model.extract import HardExtract, SoftExtract
-from power_bert_tf.model.retention import RetentionConfig
+from power_bert_tf.model.extract import (HardExtract, RelativeHardExtract,
+                                         RelativeSoftExtract, SoftExtract)
+from power_bert_tf.model.retention import Retention, RetentionConfig, check_mode, make_retention
 from power_bert_tf.model.significance import SignificanceScore
 
 EXTRACT_MODES = ("none", "soft", "hard")
@@ -31,8 +32,9 @@ Blocks = list[tuple[SelfAttentionBlock, FeedForwardBlock]]
 
 def check_extract_options(num_layers: int, max_sequence_length: int, extract: str,
                           sequence_length: int | None, retention: Sequence[int] | None,
-                          selection: str) -> None:
+                          selection: str, retention_mode: str = "absolute") -> None:
     """Raises ValueError (PowerBertError for retention) on inconsistent extract options."""
+    check_mode(retention_mode)
     if extract not in EXTRACT_MODES:
         raise ValueError(f"extract must be one of {EXTRACT_MODES}, got {extract!r}")
     if selection not in SELECTIONS:
@@ -42,7 +44,11 @@ def check_extract_options(num_layers: int, max_sequence_length: int, extract: st
     if extract == "hard":
         if retention is None:
             raise ValueError("extract='hard' needs a retention configuration")
-        config = RetentionConfig(tuple(retention), sequence_length or max(retention))
+        if retention_mode == "relative":
+            config = make_retention(retention, sequence_length or max_sequence_length,
+                                    retention_mode)
+        else:
+            config = RetentionConfig(tuple(retention), sequence_length or max(retention))
         config.check_layers(num_layers)
     if sequence_length is not None and sequence_length > max_sequence_length:
         raise ValueError(f"sequence_length {sequence_length} exceeds max_sequence_length "
@@ -51,18 +57,27 @@ def check_extract_options(num_layers: int, max_sequence_length: int, extract: st
 
 def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length: int | None,
                   retention: Sequence[int] | None, selection: str, mass_lambda: float,
-                  include_padded_queries: bool, seed: int | None) -> dict:
+                  include_padded_queries: bool, seed: int | None,
+                  retention_mode: str = "absolute") -> dict:
     """Runs the encoder layers on (B, T, D) `hidden` with a (B, T) `mask`.
 
     `blocks[j - 1]` is layer j's (attention, feed-forward) pair; the same pair may
     serve several layers (ALBERT), while each layer j gets its own extract slot,
     `layer_{j}_significance` -> `layer_{j}_soft_extract` | `layer_{j}_hard_extract`.
+    With `retention_mode="relative"` the slots are `RelativeSoftExtract` and
+    `RelativeHardExtract`, fed the input `mask` (each input's real length); a
+    position they mask out is -1 in `kept_positions`.
 
     Returns:
         The encoder outputs without the pooler: `sequence_output`, `padding_mask`,
         `encoder_outputs` and `kept_positions` (see `BertEncoder`).
     """
     positions = ops.cumsum(ops.ones_like(mask), axis=1) - 1  # (B, T) 0, 1, ...
+    if retention_mode == "relative":
+        return _relative_stack(hidden, mask, positions, blocks, extract=extract,
+                               sequence_length=sequence_length, retention=retention,
+                               selection=selection, mass_lambda=mass_lambda,
+                               include_padded_queries=include_padded_queries, seed=seed)
     encoder_outputs, kept_positions = [], []
     for j, (attention, feed_forward) in enumerate(blocks, start=1):
         hidden, probs = attention(hidden, mask)
@@ -77,6 +92,34 @@ def extract_stack(hidden, mask, blocks: Blocks, *, extract: str, sequence_length
                 retention[j - 1], selection, seed, name=f"layer_{j}_hard_extract",
             )(hidden, mask, scores if selection == "attention" else None)
             positions = ops.take_along_axis(positions, indices, axis=1)
+        hidden = feed_forward(hidden)
+        encoder_outputs.append(hidden)
+        kept_positions.append(positions)
+    return {"sequence_output": hidden, "padding_mask": mask,
+            "encoder_outputs": encoder_outputs, "kept_positions": kept_positions}
+
+
+def _relative_stack(hidden, mask, positions, blocks: Blocks, *, extract: str,
+                    sequence_length: int | None, retention: Sequence[float] | None,
+                    selection: str, mass_lambda: float, include_padded_queries: bool,
+                    seed: int | None) -> dict:
+    """`extract_stack` in the relative mode: the input mask travels to every slot."""
+    input_mask = mask
+    encoder_outputs, kept_positions = [], []
+    for j, (attention, feed_forward) in enumerate(blocks, start=1):
+        hidden, probs = attention(hidden, mask)
+        if extract == "soft" or (extract == "hard" and selection == "attention"):
+            scores = SignificanceScore(include_padded_queries,
+                                       name=f"layer_{j}_significance")(probs, mask)
+        if extract == "soft":
+            hidden = RelativeSoftExtract(sequence_length, mass_lambda * j,
+                                         name=f"layer_{j}_soft_extract")(hidden, scores, mask)
+        elif extract == "hard":
+            hidden, mask, indices = RelativeHardExtract(
+                retention[j - 1], selection, seed, name=f"layer_{j}_hard_extract",
+            )(hidden, mask, scores if selection == "attention" else None, input_mask)
+            positions = ops.take_along_axis(positions, indices, axis=1)
+            positions = ops.where(ops.not_equal(mask, 0), positions, -1)
         hidden = feed_forward(hidden)
         encoder_outputs.append(hidden)
         kept_positions.append(positions)
@@ -102,6 +145,9 @@ class BertEncoder(keras.Model):
         mass_lambda: lambda of the search loss; layer j's mass is weighted lambda * j.
         include_padded_queries: see `SignificanceScore`.
         seed: seed of the "random" selection.
+        retention_mode: "absolute" (the paper's: `retention` counts l_j at N) or
+            "relative" (`retention` fractions f_j: an input of real length T keeps
+            ceil(f_j * T); see `RelativeHardExtract` and `RelativeSoftExtract`).
 
     Inputs: dict of int32 (B, T) tensors `input_word_ids`, `input_mask`, `input_type_ids`.
 
@@ -137,9 +183,10 @@ class BertEncoder(keras.Model):
                  activation: str = "gelu", extract: str = "none",
                  sequence_length: int | None = None, retention: Sequence[int] | None = None,
                  selection: str = "attention", mass_lambda: float = 0.0,
-                 include_padded_queries: bool = False, seed: int | None = None, **kwargs):
+                 include_padded_queries: bool = False, seed: int | None = None,
+                 retention_mode: str = "absolute", **kwargs):
         check_extract_options(num_layers, max_sequence_length, extract, sequence_length,
-                              retention, selection)
+                              retention, selection, retention_mode)
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
                   for name in ("input_word_ids", "input_mask", "input_type_ids")}
         hidden = self.embed(inputs, vocabulary_size=vocabulary_size, hidden_size=hidden_size,
@@ -154,7 +201,8 @@ class BertEncoder(keras.Model):
         outputs = extract_stack(
             hidden, inputs["input_mask"], blocks, extract=extract,
             sequence_length=sequence_length, retention=retention, selection=selection,
-            mass_lambda=mass_lambda, include_padded_queries=include_padded_queries, seed=seed)
+            mass_lambda=mass_lambda, include_padded_queries=include_padded_queries, seed=seed,
+            retention_mode=retention_mode)
         pooled = keras.layers.Dense(hidden_size, activation="tanh",
                                     kernel_initializer=initializer(0.02),
                                     name="pooler")(outputs["sequence_output"][:, 0, :])
@@ -179,7 +227,9 @@ class BertEncoder(keras.Model):
         self.activation = activation
         self.extract = extract
         self.sequence_length = sequence_length
-        self.retention = None if retention is None else [int(count) for count in retention]
+        self.retention = None if retention is None else [
+            float(value) if retention_mode == "relative" else int(value) for value in retention]
+        self.retention_mode = retention_mode
         self.selection = selection
         self.mass_lambda = mass_lambda
         self.include_padded_queries = include_padded_queries
@@ -230,6 +280,13 @@ class BertEncoder(keras.Model):
         """mass(j) = sum_i r_j[i] for every layer (search encoders only)."""
         return [float(layer.mass()) for layer in self.soft_extract_layers()]
 
+    def retention_config(self) -> Retention | None:
+        """The Hard-Extract configuration in its mode (None without Hard-Extract)."""
+        if self.retention is None:
+            return None
+        return make_retention(self.retention, self.sequence_length or self.max_sequence_length,
+                              self.retention_mode)
+
     def get_config(self):
         return {
             "name": self.name, "trainable": self.trainable,
@@ -244,6 +301,7 @@ class BertEncoder(keras.Model):
             "retention": self.retention, "selection": self.selection,
             "mass_lambda": self.mass_lambda,
             "include_padded_queries": self.include_padded_queries, "seed": self.seed,
+            "retention_mode": self.retention_mode,
         }
 
     @classmethod

@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras import ops
 
 from power_bert_tf.model.config import SELECTIONS
+from power_bert_tf.model.retention import FRACTION_SCALE, fraction_units, kept_count
 
 
 
@@ -182,4 +183,143 @@ class HardExtract(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"retain": self.retain, "selection": self.selection, "seed": self.seed})
+        return config
+
+
+def real_lengths(input_mask):
+    """(B, b) encoder input mask -> (B,) int32 real lengths T (tokens with mask 1)."""
+    return ops.sum(ops.cast(ops.not_equal(input_mask, 0), "int32"), axis=1)
+
+
+def relative_counts(fraction: float, lengths):
+    """(B,) int32 lengths T -> (B,) int32 max(1, ceil(fraction * T)), exact integer
+    arithmetic on the 1e-4 grid of `fraction` (as `retention.kept_count`)."""
+    units = fraction_units(fraction)
+    return ops.maximum((lengths * units + FRACTION_SCALE - 1) // FRACTION_SCALE, 1)
+
+
+@keras.saving.register_keras_serializable(package="power_bert_tf")
+class RelativeSoftExtract(SoftExtract):
+    """Soft-Extract of the relative mode: r indexed by relative rank.
+
+    The vector at significance rank i of an input of real length T is scaled by
+    r[min(floor(i * N / T), N - 1)], so every input, however short, reads the whole
+    of r, and mass(j) / N is the fraction of its length an input keeps in expectation:
+    (1/T) sum_{i<T} r[floor(i N / T)] ~ (1/N) sum_i r[i]. Padding (rank >= T) reads
+    r[N - 1] and stays masked. The mass loss is the absolute one (lambda * j * mass).
+
+    Call args:
+        hidden: (B, T_b, D) word-vectors, any padded length T_b.
+        scores: (B, T_b) significance scores.
+        padding_mask: (B, T_b), 1 for real tokens (their count is T).
+
+    Returns:
+        (B, T_b, D) scaled word-vectors.
+    """
+
+    def call(self, hidden, scores, padding_mask):
+        order = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)
+        rank = tf.argsort(order, axis=-1, stable=True)  # position -> rank
+        lengths = ops.maximum(real_lengths(padding_mask), 1)[:, None]  # (B, 1)
+        index = ops.minimum(rank * self.sequence_length // lengths, self.sequence_length - 1)
+        factors = tf.gather(self.retention_parameters, index)  # (B, T_b)
+        return hidden * ops.cast(factors, hidden.dtype)[:, :, None]
+
+    def compute_output_shape(self, hidden_shape, scores_shape, padding_mask_shape):
+        return hidden_shape
+
+
+@keras.saving.register_keras_serializable(package="power_bert_tf")
+class RelativeHardExtract(keras.layers.Layer):
+    """Keeps ceil(fraction * T) word-vectors of an input of real length T, with static shapes.
+
+    In an input padded to b tokens (the encoder's input length, a length bucket), it
+    gathers K = min(ceil(fraction * b), n) positions of its n input vectors, static when
+    b is: [CLS] plus the K - 1 best others by the selection, in ascending position
+    order, as `HardExtract` does. Of these, each example keeps (mask 1) [CLS] and its
+    own ceil(fraction * T) - 1 best (T <= b, so they fit) and masks out the rest
+    (mask 0): later layers ignore them as keys, the significance score ignores them as
+    queries, and they score 0, so the kept set and the logits do not depend on b.
+
+    Selections: as `HardExtract` ("attention", "head", "random"); the rank of a
+    position is its order under the selection.
+
+    Args:
+        fraction: f_j in (0, 1].
+        selection, seed: as `HardExtract`.
+
+    Call args:
+        hidden: (B, n, D) word-vectors.
+        padding_mask: (B, n), 1 for the real, kept tokens.
+        scores: (B, n) significance scores; required for "attention" only.
+        input_mask: (B, b) the encoder's input mask: T per example is its sum, b its length.
+
+    Returns:
+        (hidden, padding_mask, indices) of shapes (B, K, D), (B, K) and (B, K);
+        `indices` are the gathered positions of the input, the mask is 0 on those
+        masked out.
+    """
+
+    def __init__(self, fraction: float, selection: str = "attention", seed: int | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if selection not in SELECTIONS:
+            raise ValueError(f"RelativeHardExtract: selection must be one of {SELECTIONS}, "
+                             f"got {selection!r}")
+        if not 0 < fraction <= 1 or fraction_units(fraction) < 1:
+            raise ValueError(f"RelativeHardExtract: fraction must be in (0, 1], got {fraction}")
+        self.fraction = fraction
+        self.selection = selection
+        self.seed = seed
+        if selection == "random":
+            self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+
+    def _gathered_length(self, hidden, input_mask):
+        padded, received = input_mask.shape[1], hidden.shape[1]
+        if padded is not None and received is not None:
+            return min(kept_count(self.fraction, padded), received)
+        padded = tf.shape(input_mask)[1:2]
+        return tf.minimum(relative_counts(self.fraction, padded)[0], tf.shape(hidden)[1])
+
+    def _priorities(self, padding_mask, scores):
+        """(B, n - 1) priorities of the non-[CLS] positions: higher is kept first."""
+        if self.selection == "attention":
+            if scores is None:
+                raise ValueError(f"{self.name}: the attention selection needs scores")
+            return scores[:, 1:]
+        if self.selection == "head":
+            later = ops.cast(ops.arange(1, ops.shape(padding_mask)[1]), "float32")
+            return ops.zeros_like(ops.cast(padding_mask[:, 1:], "float32")) - later[None]
+        noise = keras.random.uniform(tf.shape(padding_mask[:, 1:]), seed=self.seed_generator)
+        return noise + ops.cast(padding_mask[:, 1:], noise.dtype)
+
+    def call(self, hidden, padding_mask, scores=None, input_mask=None):
+        if input_mask is None:
+            raise ValueError(f"{self.name}: the relative mode needs the encoder's input mask")
+        k = self._gathered_length(hidden, input_mask)
+        top = tf.math.top_k(self._priorities(padding_mask, scores), k=k - 1,
+                            sorted=True).indices + 1  # (B, K - 1), best first
+        own = relative_counts(self.fraction, real_lengths(input_mask))  # (B,)
+        keep = ops.cast(ops.arange(k - 1)[None, :] < (own - 1)[:, None], padding_mask.dtype)
+        ascending = tf.argsort(top, axis=-1, stable=True)
+        cls = tf.zeros_like(padding_mask[:, :1], dtype=top.dtype)
+        indices = tf.concat([cls, tf.gather(top, ascending, batch_dims=1)], axis=1)  # (B, K)
+        keep = tf.concat([ops.ones_like(padding_mask[:, :1]),
+                          tf.gather(keep, ascending, batch_dims=1)], axis=1)
+        return (tf.gather(hidden, indices, batch_dims=1),
+                tf.gather(padding_mask, indices, batch_dims=1) * keep,
+                ops.cast(indices, padding_mask.dtype))
+
+    def compute_output_shape(self, hidden_shape, padding_mask_shape, scores_shape=None,
+                             input_mask_shape=None):
+        padded, received = (input_mask_shape or (None, None))[1], hidden_shape[1]
+        kept = (None if padded is None or received is None
+                else min(kept_count(self.fraction, padded), received))
+        return ((hidden_shape[0], kept, hidden_shape[2]), (padding_mask_shape[0], kept),
+                (padding_mask_shape[0], kept))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"fraction": self.fraction, "selection": self.selection,
+                       "seed": self.seed})
         return config

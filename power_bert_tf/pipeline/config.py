@@ -9,6 +9,7 @@ from typing import Any
 from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.config import MODEL_TYPES, PRECISIONS, SELECTIONS
+from power_bert_tf.model.retention import RETENTION_MODES
 from power_bert_tf.serving.precision import REQUESTS
 
 # --dynamic_padding rounds each batch's length up to a multiple of this.
@@ -52,8 +53,9 @@ SHARED_SETTINGS = ("model_type", "data_source", "max_seq_length", "batch_size",
 PHASE_SETTINGS = {
     "finetune": ("finetune_epochs",),
     "search": ("search_epochs", "soft_extract_learning_rate", "mass_lambda", "target_speedup",
-               "target_ramp", "include_padded_queries"),
-    "retrain": ("retrain_epochs", "retention_config", "selection", "include_padded_queries"),
+               "target_ramp", "include_padded_queries", "retention_mode"),
+    "retrain": ("retrain_epochs", "retention_config", "selection", "include_padded_queries",
+                "retention_mode"),
 }
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -86,6 +88,7 @@ class RunConfig:
     warmup_proportion: float = 0.1
     seed: int = 42
     retention_config: str | None = None
+    retention_mode: str = "absolute"  # l_j counts at N, or "relative": fractions of T
     selection: str = "attention"
     include_padded_queries: bool = False
     max_train_examples: int | None = None
@@ -116,6 +119,9 @@ class RunConfig:
         if self.selection not in SELECTIONS:
             raise PowerBertError(f"--selection={self.selection!r} is not one of "
                                  f"{', '.join(SELECTIONS)}")
+        if self.retention_mode not in RETENTION_MODES:
+            raise PowerBertError(f"--retention_mode={self.retention_mode!r} is not one of "
+                                 f"{', '.join(RETENTION_MODES)}")
         if self.length_grouping < 0:
             raise PowerBertError(f"--length_grouping={self.length_grouping} must be >= 0 "
                                  "(0: off)")

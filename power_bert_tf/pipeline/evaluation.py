@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from power_bert_tf.data.buckets import served_batches
-from power_bert_tf.model.retention import RetentionConfig, flop_bound, served_flop_bound
+from power_bert_tf.model.retention import flop_bound, make_retention, served_flop_bound
 from power_bert_tf.pipeline.context import Context
 from power_bert_tf.serving.inference import BucketedPredictor
 from power_bert_tf.serving.precision import (default_jit_compile, resolve_precision,
@@ -113,7 +113,8 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
                          "ms_per_batch": round(1000 * seconds / len(batches), 2),
                          "timing": timings[f"{name}/padded"].to_dict()}
     speedup = paired_speedup(timings["baseline/padded"], timings["power_bert/padded"])
-    retention = RetentionConfig(tuple(power.encoder.retention), config.max_seq_length)
+    retention = make_retention(power.encoder.retention, config.max_seq_length,
+                               power.encoder.retention_mode)
     encoder_config = ctx.pretrained.config
     metric = ctx.task.metric
     summary = {
@@ -129,7 +130,7 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
             "baseline_timing": timings[f"baseline/{setting}"].to_dict(),
             "power_bert_timing": timings[f"power_bert/{setting}"].to_dict()}
             for setting, plan in plans.items()},
-        "retention": list(retention.kept),
+        "retention": retention.to_dict()["retention"], "retention_mode": retention.mode,
         "word_vector_bound": round(retention.word_vector_bound, 3),
         "flop_bound": round(flop_bound(encoder_config, retention), 3),
         "dev_examples": len(labels), "eval_batch_size": config.eval_batch_size,

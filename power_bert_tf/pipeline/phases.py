@@ -13,7 +13,7 @@ from power_bert_tf.pipeline.export import export
 from power_bert_tf.pipeline.finetune import finetune
 from power_bert_tf.pipeline.predict import predict
 from power_bert_tf.pipeline.retrain import retrain
-from power_bert_tf.pipeline.search import search
+from power_bert_tf.pipeline.search import check_relative_target, search
 from power_bert_tf.training.distribution import sync_workers
 from power_bert_tf.training.speedup_target import check_reachable
 
@@ -30,6 +30,8 @@ def run(config: RunConfig) -> dict:
     ctx = make_context(config)
     if config.target_speedup is not None and config.phase in ("search", "all"):
         check_reachable(ctx.pretrained.config, config.max_seq_length, config.target_speedup)
+        if config.retention_mode == "relative":
+            check_relative_target(ctx)
     if config.phase != "all":
         keras.utils.set_random_seed(config.seed)  # head initialisation, subsets, dropout
         result = PHASES[config.phase](ctx)

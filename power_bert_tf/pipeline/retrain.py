@@ -27,9 +27,10 @@ def retrain(ctx: Context) -> dict:
                              f"--phase=search first")
     source = ctx.load_phase_model(source_phase)
     folder = ctx.prepare_output("retrain")
-    model = build_classifier(ctx, extract="hard", retention=list(retention.kept),
+    model = build_classifier(ctx, extract="hard", retention=retention.to_dict()["retention"],
                              selection=config.selection, seed=config.seed,
-                             include_padded_queries=config.include_padded_queries)
+                             include_padded_queries=config.include_padded_queries,
+                             retention_mode=retention.mode)
     transfer_weights(source, model, str(ctx.reads(source_phase).model))
     with ctx.strategy.scope():
         optimizer = adam(config.learning_rate, total_steps(ctx, config.retrain_epochs),
@@ -40,7 +41,8 @@ def retrain(ctx: Context) -> dict:
     history, best = fit_phase(ctx, "retrain", model, [OptimizerGroup(optimizer, lambda v: True)],
                               config.retrain_epochs, keep_best=True,
                               start=ctx.reads(source_phase).model)
-    result = {"retention": list(retention.kept), "selection": config.selection,
+    result = {"retention": retention.to_dict()["retention"], "retention_mode": retention.mode,
+              "selection": config.selection,
               "word_vector_bound": round(retention.word_vector_bound, 3),
               "flop_bound": round(bound, 3)}
     if config.phase == "retrain" and config.compare_after_retrain:  # else: evaluate next

@@ -10,37 +10,65 @@ from pathlib import Path
 from power_bert_tf.data.buckets import BATCH_ORDERS, buckets_for, served_batches
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.model.retention import RetentionConfig, flop_bound, served_flop_bound
+from power_bert_tf.model.retention import (Retention, flop_bound, parse_retention,
+                                           retention_from_dict, served_flop_bound)
+from power_bert_tf.model.retention import read_out as read_retention
 from power_bert_tf.model.transfer import is_retention_variable, transfer_weights
 from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.pipeline.context import Context
 from power_bert_tf.pipeline.fitting import build_classifier, fit_phase, read_history, total_steps
 from power_bert_tf.training.checkpoints import write_json_atomic
 from power_bert_tf.training.optimization import adam
-from power_bert_tf.training.speedup_target import SpeedupController
+from power_bert_tf.training.speedup_target import (RelativeSpeedupController,
+                                                   SpeedupController, bucket_rows,
+                                                   check_served_reachable)
 from power_bert_tf.training.trainer import EpochLog, OptimizerGroup
 
 
 def read_out(ctx: Context, masses: list[float]) -> dict:
     """The retention configuration read out of mass(j), with its N and bounds: padded to
-    N (the paper's), and over plain BERT served in length buckets on the dev lengths."""
-    retention = RetentionConfig.from_masses(masses, ctx.config.max_seq_length)
-    return {"masses": [round(m, 4) for m in masses], **retention.to_dict(),
-            "total": retention.total, "word_vector_bound": round(retention.word_vector_bound, 3),
-            "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3),
-            "served_flop_bound": served_flop_bounds(ctx, retention)}
+    N (the paper's), and over plain BERT served in length buckets on the dev lengths
+    (`served_flop_bound`, file order and sorted). In the relative mode `flop_bound` is the
+    bound over length-bucketed plain BERT on the training lengths (what --target_speedup
+    steers to) and `padded_flop_bound` the one at N."""
+    retention = read_retention(masses, ctx.config.max_seq_length, ctx.config.retention_mode)
+    out = {"masses": [round(m, 4) for m in masses], **retention.to_dict(),
+           "total": retention.total, "word_vector_bound": round(retention.word_vector_bound, 3),
+           "flop_bound": round(flop_bound(ctx.pretrained.config, retention), 3),
+           "served_flop_bound": served_flop_bounds(ctx, retention)}
+    if retention.mode == "relative":
+        out["kept_at_max_seq_length"] = list(retention.kept)
+        out["padded_flop_bound"] = out["flop_bound"]
+        out["flop_bound"] = round(served_flop_bound(ctx.pretrained.config, retention,
+                                                    training_buckets(ctx)), 3)
+    return out
 
 
-def served_flop_bounds(ctx: Context, retention: RetentionConfig) -> dict[str, float]:
+def served_flop_bounds(ctx: Context, retention: Retention) -> dict[str, float]:
     """The FLOP bound over plain BERT with the same length buckets (`buckets_for(N)`), the
     dev set batched in file order and sorted by length."""
     lengths = ctx.rows("dev")["input_mask"].sum(axis=1)
     buckets = buckets_for(ctx.config.max_seq_length)
     return {order: round(served_flop_bound(
         ctx.pretrained.config, retention,
-        [(len(rows), bucket) for rows, bucket in served_batches(
-            lengths, ctx.config.eval_batch_size, buckets, order)]), 3)
+        bucket_rows(served_batches(lengths, ctx.config.eval_batch_size, buckets, order))), 3)
         for order in BATCH_ORDERS}
+
+
+def training_buckets(ctx: Context) -> list[tuple[int, int]]:
+    """(rows, bucket) of the training set served in --eval_batch_size batches sorted by
+    length, through the buckets of --max_seq_length (`data.buckets`)."""
+    lengths = ctx.rows("train")["input_mask"].sum(axis=1)
+    return bucket_rows(served_batches(lengths, ctx.config.eval_batch_size,
+                                      buckets_for(ctx.config.max_seq_length), "sorted"))
+
+
+def check_relative_target(ctx: Context) -> None:
+    """A relative-mode --target_speedup above the served bound of keeping only [CLS] on
+    the training lengths is a one-line error (before any training)."""
+    config = ctx.config
+    check_served_reachable(ctx.pretrained.config, config.max_seq_length,
+                           config.target_speedup, training_buckets(ctx))
 
 
 def _controller(ctx: Context, model: BertClassifier, steps: int) -> SpeedupController | None:
@@ -49,10 +77,15 @@ def _controller(ctx: Context, model: BertClassifier, steps: int) -> SpeedupContr
     config = ctx.config
     if config.target_speedup is None:
         return None
-    controller = SpeedupController(
-        ctx.pretrained.config,
-        [layer.retention_parameters for layer in model.encoder.soft_extract_layers()],
-        config.max_seq_length, config.target_speedup, steps, config.target_ramp)
+    variables = [layer.retention_parameters for layer in model.encoder.soft_extract_layers()]
+    if config.retention_mode == "relative":
+        controller = RelativeSpeedupController(
+            ctx.pretrained.config, variables, config.max_seq_length, config.target_speedup,
+            steps, config.target_ramp, training_buckets(ctx))
+    else:
+        controller = SpeedupController(
+            ctx.pretrained.config, variables, config.max_seq_length, config.target_speedup,
+            steps, config.target_ramp)
     folder = ctx.writes("search")
     history = read_history(folder.history) if config.resume else []
     if history and folder.trajectory.is_file():
@@ -67,7 +100,8 @@ def search(ctx: Context) -> dict:
     source = ctx.load_phase_model("finetune")
     folder = ctx.prepare_output("search")
     model = build_classifier(ctx, extract="soft", mass_lambda=config.mass_lambda or 0.0,
-                             include_padded_queries=config.include_padded_queries)
+                             include_padded_queries=config.include_padded_queries,
+                             retention_mode=config.retention_mode)
     transfer_weights(source, model, str(ctx.reads("finetune").model))
     steps = total_steps(ctx, config.search_epochs)
     with ctx.strategy.scope():
@@ -135,12 +169,13 @@ def check_not_collapsed(masses: list[float], config: RunConfig, path: Path) -> N
             f"--target_speedup")
 
 
-def retention_for_retrain(ctx: Context) -> RetentionConfig:
+def retention_for_retrain(ctx: Context) -> Retention:
     """--retention_config if given, else the search's read-out (whose N must be
     --max_seq_length)."""
     config = ctx.config
     if config.retention_config:
-        retention = RetentionConfig.parse(config.retention_config, config.max_seq_length)
+        retention = parse_retention(config.retention_config, config.max_seq_length,
+                                    config.retention_mode)
     else:
         path = ctx.reads("search").retention
         if not path.is_file():
@@ -149,7 +184,7 @@ def retention_for_retrain(ctx: Context) -> RetentionConfig:
         saved = json.loads(path.read_text())
         if saved.get("origin", "lambda") == "lambda":
             check_not_collapsed(saved["masses"], config, path)
-        retention = RetentionConfig.from_dict(saved, str(path))
+        retention = retention_from_dict(saved, str(path), config.retention_mode)
         if retention.sequence_length != config.max_seq_length:
             raise PowerBertError(
                 f"{path} is for --max_seq_length={retention.sequence_length} but this run has "

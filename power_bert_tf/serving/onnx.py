@@ -15,7 +15,9 @@
                             (a copy of power_bert_tf/serving/onnx_runtime.py)
 
 N is fixed: Hard-Extract's per-layer top-k sizes l_j are static ONNX TopK constants, so
-inputs are padded to N (the pre-processing does). The conversion uses tf2onnx on the
+inputs are padded to N (the pre-processing does). A relative-mode model gathers
+K_j = ceil(f_j * N) and masks each input's extra ones (`RelativeHardExtract`); its
+kept_positions_j are -1 where masked out. The conversion uses tf2onnx on the
 model's tf.function. TensorFlow lowers the exact GELU to `Erfc`, which tf2onnx does not
 map; `_erfc_handler` writes it as 1 - Erf(x).
 """
@@ -208,7 +210,8 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
             "labels": None if labels is None else list(labels), "is_pair": is_pair,
             "lower_case": lower_case, "max_seq_length": max_seq_length,
             "batch_size": batch_size,
-            "retention": model.encoder.retention, "files": files,
+            "retention": model.encoder.retention,
+            "retention_mode": model.encoder.retention_mode, "files": files,
             "inputs": list(INPUT_NAMES),
             "outputs": ["logits"] + [f"kept_positions_{j}" for j in
                                      range(1, model.encoder.num_layers + 1)

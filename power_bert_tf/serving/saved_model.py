@@ -22,7 +22,8 @@ Signatures (B the batch, T any length, C the classes):
                         or score (B,) float32 for regression;
     predict_ids      input_word_ids, input_mask, input_type_ids, int32 (B, T)
                      -> the same outputs;
-    metadata         no inputs -> labels (C,), retention (L,), max_seq_length (),
+    metadata         no inputs -> labels (C,), retention (L,) (int32 counts, or float32
+                     fractions of a relative-mode model), max_seq_length (),
                      task (), config () (the JSON of power_bert.json).
 
 The tokenizer (tensorflow-text WordPiece or SentencePiece ops, not XLA-compilable)
@@ -117,7 +118,9 @@ class ServingModule(tf.Module):
     def _read_metadata(self) -> dict[str, tf.Tensor]:
         meta = json.loads(self._metadata_json)
         return {"labels": tf.constant(meta["labels"] or [], tf.string),
-                "retention": tf.constant(meta["retention"] or [], tf.int32),
+                "retention": tf.constant(meta["retention"] or [],
+                                         tf.float32 if meta.get("retention_mode") == "relative"
+                                         else tf.int32),
                 "max_seq_length": tf.constant(meta["max_seq_length"], tf.int32),
                 "task": tf.constant(meta["task"]),
                 "config": tf.constant(self._metadata_json)}
@@ -188,7 +191,8 @@ def export_saved_model(model: BertClassifier, tokenizer: PackingTokenizer, expor
         "labels": None if labels is None else list(labels),
         "inputs": ["text_a", "text_b"] if is_pair else ["text"],
         "outputs": ["score"] if labels is None else ["probabilities", "label"],
-        "retention": model_retention, "max_seq_length": tokenizer.max_seq_length,
+        "retention": model_retention, "retention_mode": model.encoder.retention_mode,
+        "max_seq_length": tokenizer.max_seq_length,
         "buckets": list(predictor.buckets), "jit_compile": predictor.jit_compile,
         "precision": predictor.precision,
         "truncation": TRUNCATION_NOTE,

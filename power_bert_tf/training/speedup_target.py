@@ -28,13 +28,14 @@ learning rate or the number of steps. See docs/method.md, "Speed-up on demand".
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Iterable, Sequence, Sized
 
 import numpy as np
 
 from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.model.retention import RetentionConfig, flop_bound
+from power_bert_tf.model.retention import (FRACTION_SCALE, RelativeRetention, RetentionConfig,
+                                           flop_bound, served_flop_bound)
 
 BISECTION_STEPS = 40
 # The projection meets the budget with every mass this much lower than it is, so that
@@ -152,3 +153,59 @@ class SpeedupController:
     def restore_trajectory(self, saved: list[dict], last_step: int) -> None:
         """Keeps a resumed run's record of the steps before `last_step` (inclusive)."""
         self.trajectory = [ControllerState(**s) for s in saved if s["step"] <= last_step]
+
+
+# -- The relative mode: the bound over length-bucketed plain BERT ----------------------
+
+def bucket_rows(batches: Iterable[tuple[Sized, int]]) -> list[tuple[int, int]]:
+    """`data.buckets.served_batches`' (row indices, bucket) pairs -> (rows, bucket) per
+    bucket: what `served_flop_bound` needs, summed once (the bound is linear in rows)."""
+    rows: dict[int, int] = {}
+    for indices, bucket in batches:
+        rows[int(bucket)] = rows.get(int(bucket), 0) + len(indices)
+    return sorted((count, bucket) for bucket, count in rows.items())
+
+
+def largest_served_speedup(config: EncoderConfig, sequence_length: int,
+                           batches: Sequence[tuple[int, int]]) -> float:
+    """The served FLOP bound of every layer keeping only [CLS] in every bucket."""
+    smallest = RelativeRetention((1 / FRACTION_SCALE,) * config.num_layers, sequence_length)
+    return served_flop_bound(config, smallest, batches)
+
+
+def check_served_reachable(config: EncoderConfig, sequence_length: int, target: float,
+                           batches: Sequence[tuple[int, int]]) -> None:
+    """`check_reachable` of the relative mode: the bound over length-bucketed plain BERT."""
+    largest = largest_served_speedup(config, sequence_length, batches)
+    if target > largest:
+        raise PowerBertError(
+            f"--target_speedup={target:g} cannot be reached: the largest FLOP-bound speed-up "
+            f"over length-bucketed plain BERT of this {config.num_layers}-layer model on the "
+            f"task's lengths at --max_seq_length={sequence_length} is {largest:.2f}x (every "
+            f"layer keeping only [CLS])")
+
+
+class RelativeSpeedupController(SpeedupController):
+    """`SpeedupController` of the relative mode: the read-out is f_j = mass(j) / N and
+    the bound it steers to is the FLOP bound over length-bucketed plain BERT on the
+    given batches (`served_flop_bound`: in a bucket b, layer j processes K_j(b) =
+    ceil(f_j * b) vectors), so the target is in the units a user serves in.
+
+    Args:
+        batches: (rows, bucket) of the served batches (`bucket_rows`), e.g. the task's
+            training lengths through the buckets of N, sorted by length.
+        Others: as `SpeedupController`.
+    """
+
+    def __init__(self, config: EncoderConfig, retention_variables: Sequence,
+                 sequence_length: int, target: float, total_steps: int, ramp: float,
+                 batches: Sequence[tuple[int, int]]):
+        self.batches = list(batches)
+        check_served_reachable(config, sequence_length, target, self.batches)
+        super().__init__(config, retention_variables, sequence_length, target, total_steps,
+                         ramp)
+
+    def bound(self, r: np.ndarray, margin: float = 0.0) -> float:
+        masses = r.astype(np.float64).sum(axis=1) + margin
+        retention = RelativeRetention.from_masses(masses, self.sequence_length)
+        return served_flop_bound(self.config, retention, self.batches)
