@@ -2,6 +2,7 @@
 measured inference speed-up over it (interleaved timing, serving/timing.py)."""
 from __future__ import annotations
 
+import json
 import time
 
 import keras
@@ -24,11 +25,14 @@ def time_models(models: dict[str, keras.Model], batches: list[dict],
 
 
 def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
-    """Dev metric of `power` beside the fine-tuned baseline's, and the measured
-    inference speed-up over it (same dev data, batch size and process; passes
-    interleaved, the median of the per-round ratios)."""
+    """Dev metric of `power` beside the fine-tuned baseline's (the imported model's after
+    --phase=import), and the measured inference speed-up over it (same dev data, batch
+    size and process; passes interleaved, the median of the per-round ratios)."""
     config = ctx.config
     baseline = ctx.load_phase_model("finetune")
+    record = ctx.reads("finetune").run_record
+    imported = (json.loads(record.read_text()).get("imported") if record.is_file()
+                else None)
     labels = np.array([example.label for example in ctx.examples("dev")])
     batches = [features for features, _ in ctx.dataset("dev", full_length=True)]
     precision = resolve_precision(config.precision)
@@ -48,7 +52,9 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
     retention = RetentionConfig(tuple(power.encoder.retention), config.max_seq_length)
     metric = ctx.task.metric
     summary = {
-        "metric": metric, "baseline": results["baseline"], "power_bert": results["power_bert"],
+        "metric": metric, "baseline": results["baseline"],
+        "baseline_model": (f"imported from {imported['source']}" if imported
+                           else "fine-tuned here"), "power_bert": results["power_bert"],
         "metric_change": round(results["power_bert"]["dev"][metric]
                                - results["baseline"]["dev"][metric], 4),
         "speedup": speedup["median"], "speedup_spread": speedup,
@@ -76,13 +82,17 @@ def evaluate(ctx: Context) -> dict:
 
 def format_summary(task: str, s: dict) -> str:
     metric, model = s["metric"], s["model_type"].upper()
+    imported = s.get("baseline_model", "").startswith("imported")
     rows = [("", f"dev {metric}", "ms/batch"),
-            (f"{model} (fine-tuned)", f"{s['baseline']['dev'][metric]:.4f}",
+            (f"{model} ({'imported' if imported else 'fine-tuned'})",
+             f"{s['baseline']['dev'][metric]:.4f}",
              f"{s['baseline']['ms_per_batch']:.1f}"),
             (f"PoWER-{model}", f"{s['power_bert']['dev'][metric]:.4f}",
              f"{s['power_bert']['ms_per_batch']:.1f}")]
     lines = [f"{task}: {s['dev_examples']} dev examples, batch {s['eval_batch_size']}"]
     lines += [f"  {a:<18} {b:>12} {c:>10}" for a, b, c in rows]
+    if imported:
+        lines.append(f"  baseline: the model {s['baseline_model']}")
     lines.append(f"  retention {','.join(map(str, s['retention']))}: measured speed-up "
                  f"{s['speedup']:.2f}x [{s['speedup_spread']['min']:.2f}-"
                  f"{s['speedup_spread']['max']:.2f}] over {s['speedup_spread']['rounds']} "
