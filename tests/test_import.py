@@ -21,9 +21,12 @@ from power_bert_tf.errors import PowerBertError
 from power_bert_tf.pipeline import phases
 from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.pipeline.importing import match_task
+from checkpoint_writers import canonical_from_encoder, write_google_folder
+from conftest import random_inputs
+from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.weights import load_pretrained
 from power_bert_tf.weights.finetuned import read_classifier_head
-from tiny_task import tiny_run_config, write_tiny_task
+from tiny_task import VOCAB, tiny_config, tiny_run_config, write_tiny_task
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED = json.loads((FIXTURES / "hf_expected.json").read_text())
@@ -130,6 +133,37 @@ def test_labels_matched_by_name_reorder_the_head(data, tmp_path):
     theirs = np.asarray(case["logits"])
     order = [["entailment", "neutral", "contradiction"].index(label) for label in labels]
     np.testing.assert_allclose(_imported_logits(tmp_path, case), theirs[:, order], atol=1e-4)
+
+
+def test_google_run_classifier_checkpoint(data, tmp_path):
+    """A Google BERT checkpoint fine-tuned by run_classifier.py: its head is
+    output_weights (C, D) and output_bias, on the pooled output; labels by index."""
+    keras.utils.set_random_seed(1)
+    config = tiny_config()
+    encoder = BertEncoder(**config.to_dict())
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(2, 32)).astype(np.float32)
+    bias = rng.normal(size=2).astype(np.float32)
+    folder = write_google_folder(tmp_path / "google", {
+        **canonical_from_encoder(encoder), "output_weights": weights, "output_bias": bias,
+        "global_step": np.array(100, np.int64)}, config, VOCAB)
+    custom = CustomTaskSpec(train_file=str(data["train"]), dev_file=str(data["dev"]),
+                            text_a_column="text", label_column="label", labels=("neg", "pos"))
+    phases.run(_config(data, tmp_path / "out", finetuned_model=str(folder), custom=custom))
+    inputs = random_inputs(3, N, lengths=[N, 9, 4], vocabulary_size=len(VOCAB))
+    expected = np.asarray(encoder(inputs)["pooled_output"]) @ weights.T + bias
+    model = keras.saving.load_model(tmp_path / "out" / "custom" / "finetune" / "model.keras")
+    np.testing.assert_allclose(model(inputs, training=False), expected, atol=1e-5)
+    run = json.loads((tmp_path / "out" / "custom" / "finetune" / "run.json").read_text())
+    assert run["imported"]["architecture"] == "BERT run_classifier.py checkpoint"
+
+
+def test_google_checkpoint_without_a_head(tmp_path):
+    folder = write_google_folder(tmp_path / "google", canonical_from_encoder(
+        BertEncoder(**tiny_config().to_dict())), tiny_config(), VOCAB)
+    message = _head_error(folder)
+    assert message.startswith(f"{folder} has no classifier weights (output_weights")
+    assert f"--phase=finetune --model={folder}" in message
 
 
 def _task(labels) -> Task:

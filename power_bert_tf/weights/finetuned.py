@@ -1,10 +1,12 @@
-"""A fine-tuned Hugging Face sequence classifier's head: `classifier.{weight,bias}` on the
-pooled output, and its labels (`id2label`) or regression (`num_labels` 1).
+"""A fine-tuned sequence classifier's head: the dense layer on the pooled output, and its
+labels or regression (one output).
 
-    config.json        "architectures": ["BertForSequenceClassification"] (or ALBERT's),
-                       "id2label", "problem_type"
-    model.safetensors  bert.* (or albert.*) encoder and pooler, classifier.weight (C, D),
-                       classifier.bias (C,)
+    Hugging Face   config.json ("architectures": ["BertForSequenceClassification"] or
+                   ALBERT's, "id2label", "problem_type"), model.safetensors (bert.* or
+                   albert.* encoder and pooler, classifier.weight (C, D), classifier.bias)
+    Google         bert_config.json (or albert_config.json) and a TF checkpoint as BERT's
+                   run_classifier.py writes it: output_weights (C, D), output_bias (C,);
+                   no label names (the task's are used, by index)
 
 The encoder and pooler come from `load_pretrained` on the same folder.
 """
@@ -20,10 +22,13 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from power_bert_tf.errors import PowerBertError
+from power_bert_tf.weights.google import checkpoint_prefix
 
 ARCHITECTURES = {"bert": "BertForSequenceClassification",
                  "albert": "AlbertForSequenceClassification"}
 _DEFAULT_LABEL = re.compile(r"LABEL_\d+")
+GOOGLE_CONFIGS = {"bert_config.json": "bert", "albert_config.json": "albert"}
+GOOGLE_HEAD = ("output_weights", "output_bias")  # run_classifier.py's names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +118,9 @@ def read_classifier_head(folder: str | Path) -> ClassifierHead:
     folder = Path(folder)
     if not folder.is_dir():
         raise PowerBertError(f"fine-tuned model folder {folder} does not exist")
+    google = [name for name in GOOGLE_CONFIGS if (folder / name).is_file()]
+    if google and not (folder / "config.json").is_file():
+        return _read_google_head(folder, google[0])
     config = _read_config(folder)
     path = folder / "config.json"
     model_type = config.get("model_type")
@@ -159,3 +167,38 @@ def read_classifier_head(folder: str | Path) -> ClassifierHead:
         np.asarray(tensors["classifier.bias"], np.float32),
         None if regression else labels, named, architecture, float(dropout), str(folder),
         folder_sha256(folder))
+
+
+def _read_google_head(folder: Path, config_file: str) -> ClassifierHead:
+    """`output_weights` and `output_bias` of a Google BERT / ALBERT checkpoint fine-tuned
+    by run_classifier.py (the names its `create_model` gives the head)."""
+    import tensorflow as tf
+
+    prefix = checkpoint_prefix(folder)
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+    except (tf.errors.OpError, ValueError) as error:
+        raise PowerBertError(f"{prefix}: cannot read TF checkpoint "
+                             f"({str(error).splitlines()[0]})") from None
+    shapes = reader.get_variable_to_shape_map()
+    if not all(name in shapes for name in GOOGLE_HEAD):
+        raise PowerBertError(f"{folder} has no classifier weights (output_weights, "
+                             f"output_bias, as run_classifier.py names them): it is a "
+                             f"pre-trained checkpoint; fine-tune it with --phase=finetune "
+                             f"--model={folder}")
+    config = json.loads((folder / config_file).read_text())
+    hidden = config.get("hidden_size")
+    num_labels = shapes["output_bias"][0] if shapes["output_bias"] else 0
+    found = {name: tuple(shapes[name]) for name in GOOGLE_HEAD}
+    expected = {"output_weights": (num_labels, hidden), "output_bias": (num_labels,)}
+    if found != expected or num_labels < 1:
+        raise PowerBertError(f"{folder}: the head has "
+                             + ", ".join(f"{name} {shape}" for name, shape in found.items())
+                             + f"; a run_classifier.py head on hidden size {hidden} has "
+                             f"output_weights (labels, {hidden}), output_bias (labels,)")
+    labels = None if num_labels == 1 else tuple(f"LABEL_{i}" for i in range(num_labels))
+    return ClassifierHead(
+        np.asarray(reader.get_tensor("output_weights"), np.float32).T,
+        np.asarray(reader.get_tensor("output_bias"), np.float32), labels, False,
+        f"{GOOGLE_CONFIGS[config_file].upper()} run_classifier.py checkpoint",
+        float(config.get("hidden_dropout_prob", 0.1)), str(folder), folder_sha256(folder))
