@@ -27,6 +27,9 @@ setup(
     extras_require={
         # --phase=export --export_format=onnx, and the ONNX Runtime rows of the benchmark.
         "onnx": ["onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
+        # tests/fixtures/make_hf_classifier.py and experiments/torch_finetune.py, in a
+        # virtualenv of their own (never this project's).
+        "peer": ["torch", "transformers"],
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "import-linter",
                  "ruff", "onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
     },

@@ -21,8 +21,12 @@ from power_bert_tf.errors import PowerBertError
 from power_bert_tf.pipeline import phases
 from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.pipeline.importing import match_task
+from albert_writers import (canonical_from_albert, sst2_lines, train_sentencepiece,
+                            write_hf_albert)
 from checkpoint_writers import canonical_from_encoder, write_google_folder
 from conftest import random_inputs
+from power_bert_tf.model.albert import AlbertEncoder
+from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.model.encoder import BertEncoder
 from power_bert_tf.weights import load_pretrained
 from power_bert_tf.weights.finetuned import read_classifier_head
@@ -156,6 +160,35 @@ def test_google_run_classifier_checkpoint(data, tmp_path):
     np.testing.assert_allclose(model(inputs, training=False), expected, atol=1e-5)
     run = json.loads((tmp_path / "out" / "custom" / "finetune" / "run.json").read_text())
     assert run["imported"]["architecture"] == "BERT run_classifier.py checkpoint"
+
+
+def test_albert_sequence_classifier(data, tmp_path):
+    """An AlbertForSequenceClassification folder: albert.* and classifier.* tensors."""
+    keras.utils.set_random_seed(2)
+    config = EncoderConfig(vocabulary_size=120, num_layers=2, hidden_size=32, num_heads=4,
+                           intermediate_size=64, max_sequence_length=64,
+                           activation="gelu_approximate", model_type="albert",
+                           embedding_size=16, num_hidden_groups=1)
+    encoder = AlbertEncoder(**config.to_dict())
+    spm = train_sentencepiece(tmp_path / "spm", sst2_lines(200), vocab_size=120)
+    folder = write_hf_albert(tmp_path / "albert", canonical_from_albert(encoder), config, spm,
+                             prefix="albert.")
+    rng = np.random.default_rng(1)
+    weights = rng.normal(size=(2, 32)).astype(np.float32)
+    bias = rng.normal(size=2).astype(np.float32)
+    tensors = load_file(str(folder / "model.safetensors"))
+    save_file({**tensors, "classifier.weight": weights, "classifier.bias": bias},
+              str(folder / "model.safetensors"))
+    hf_config = json.loads((folder / "config.json").read_text())
+    hf_config.update(architectures=["AlbertForSequenceClassification"],
+                     id2label={"0": "neg", "1": "pos"})
+    (folder / "config.json").write_text(json.dumps(hf_config))
+    phases.run(_config(data, tmp_path / "out", finetuned_model=str(folder)))
+    inputs = random_inputs(2, N, lengths=[N, 7], vocabulary_size=120)
+    expected = np.asarray(encoder(inputs)["pooled_output"]) @ weights.T + bias
+    model = keras.saving.load_model(tmp_path / "out" / "custom" / "finetune" / "model.keras")
+    assert model.encoder.model_type == "albert"
+    np.testing.assert_allclose(model(inputs, training=False), expected, atol=1e-5)
 
 
 def test_google_checkpoint_without_a_head(tmp_path):
