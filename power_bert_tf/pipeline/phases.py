@@ -19,8 +19,8 @@ from power_bert_tf.training.distribution import sync_workers
 from power_bert_tf.training.speedup_target import check_reachable
 
 PHASES: dict[str, Callable[[Context], dict]] = {
-    "finetune": finetune, "import": import_finetuned, "search": search, "retrain": retrain, "evaluate": evaluate,
-    "predict": predict, "export": export}
+    "finetune": finetune, "import": import_finetuned, "search": search, "retrain": retrain,
+    "evaluate": evaluate, "predict": predict, "export": export}
 ALL = ("finetune", "search", "retrain", "evaluate")  # what --phase=all runs
 FOLDERS = {"import": "finetune"}  # a phase writing another phase's folder
 
