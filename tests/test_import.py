@@ -315,6 +315,20 @@ def test_tokenizer_json_of_another_kind_is_named(tmp_path):
         load_pretrained(folder)
 
 
+def test_casing_from_tokenizer_json(tmp_path):
+    folder = _copy(tmp_path)
+    (folder / "tokenizer_config.json").unlink()
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["normalizer"]["lowercase"] = False
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    assert not load_pretrained(folder).lower_case
+    spec["normalizer"]["strip_accents"] = True
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(PowerBertError, match="strip_accents=True with lowercase=False is not "
+                                             "supported"):
+        load_pretrained(folder)
+
+
 def test_import_flags():
     base = dict(task="custom", output_dir="out")
     with pytest.raises(PowerBertError, match="--phase=import needs --finetuned_model"):
