@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from experiments.runner import ROOT, run_glue, run_logged, write_result
-from power_bert_tf.cli import exit_on_user_error
-from power_bert_tf.errors import PowerBertError
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.runner import ROOT, run_glue, run_logged, write_result  # noqa: E402
+from power_bert_tf.cli import exit_on_user_error  # noqa: E402
+from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 flags.DEFINE_string("peer_python", "/work/peer-venv/bin/python", "Python with torch and "
                     "transformers, which fine-tunes the model to import.")
