@@ -40,16 +40,16 @@ def import_finetuned(ctx: Context) -> dict:
     """--finetuned_model's encoder, pooler and classifier as the fine-tuned model: writes
     `finetune/` as `finetune` does (model.keras, settings.json, run.json with the dev
     metric and the folder's SHA-256), so the later phases run on it unchanged."""
-    config, started, (head, order) = ctx.config, time.time(), (ctx.imported.head,
-                                                               ctx.imported.order)
+    config, started = ctx.config, time.time()
+    head, order = ctx.imported.head, list(ctx.imported.order)
     folder = ctx.prepare_output("finetune")
     with ctx.strategy.scope():
         with dtype_policy(TRAINING_POLICIES[config.train_precision]):
             encoder = ctx.pretrained.build_encoder(sequence_length=config.max_seq_length)
         model = BertClassifier(encoder, ctx.task.num_classes, dropout=head.dropout)
         logits = model.get_layer("logits")
-        logits.kernel.assign(head.kernel[:, list(order)])
-        logits.bias.assign(head.bias[list(order)])
+        logits.kernel.assign(head.kernel[:, order])
+        logits.bias.assign(head.bias[order])
     outputs = np.concatenate([np.asarray(model(features, training=False), np.float32)
                               for features, _ in ctx.dataset("dev")])
     labels = np.array([example.label for example in ctx.examples("dev")])
