@@ -25,7 +25,8 @@ from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 flags.DEFINE_string("task", None, "GLUE task (CoLA, SST-2, MRPC, STS-B, QQP, MNLI-m, MNLI-mm, "
                     "QNLI, RTE, WNLI) or 'custom' for your own TSV/CSV files.")
-flags.DEFINE_enum("phase", "all", PHASES, "What to run: finetune, search (Soft-Extract "
+flags.DEFINE_enum("phase", "all", PHASES, "What to run: finetune, import (--finetuned_model "
+                  "as the fine-tuned model, in place of finetune), search (Soft-Extract "
                   "configuration search), retrain (Hard-Extract), evaluate (dev metric and "
                   "measured speed-up against the fine-tuned baseline), predict, export (a "
                   "versioned TF Serving SavedModel of the retrained model), or all: the four "
@@ -40,6 +41,12 @@ flags.DEFINE_string("init_checkpoint", None, "--phase=finetune/all: start the en
                     "of --model's pre-trained weights, with a new classifier: intermediate-task "
                     "transfer, e.g. MRPC's model for RTE. --model still gives the tokenizer and "
                     "must have the same shape.")
+flags.DEFINE_string("finetuned_model", None, "Start from your own fine-tuned classifier: a "
+                    "Hugging Face BertForSequenceClassification (or ALBERT) folder, imported "
+                    "by --phase=import (and --phase=all, in place of the fine-tune) with its "
+                    "encoder, pooler, classifier and tokenizer, its id2label names as the "
+                    "task's labels (regression for num_labels 1). Also --model, so pass it "
+                    "to every later phase (docs/import.md).")
 flags.DEFINE_string("data_dir", None, "GLUE data root (glue_data/ layout). Default: $GLUE_DIR, "
                     "else ../shared/glue when it exists.")
 flags.DEFINE_enum("data_source", "files", ["files", "tfds"], "Read GLUE from --data_dir "
@@ -195,7 +202,7 @@ def config_from_flags() -> RunConfig:
     return RunConfig(
         task=task, phase=FLAGS.phase, output_dir=FLAGS.output_dir, model=FLAGS.model,
         model_type=FLAGS.model_type, data_dir=FLAGS.data_dir, data_source=FLAGS.data_source,
-        init_checkpoint=FLAGS.init_checkpoint,
+        init_checkpoint=FLAGS.init_checkpoint, finetuned_model=FLAGS.finetuned_model,
         max_seq_length=pick("max_seq_length", defaults.max_seq_length),
         batch_size=pick("batch_size", defaults.batch_size),
         eval_batch_size=FLAGS.eval_batch_size, timing_repeats=FLAGS.timing_repeats,

@@ -31,6 +31,9 @@ setup(
         "onnx": ["onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
         # experiments/: the study's and the analyses' figures.
         "experiments": ["matplotlib"],
+        # tests/fixtures/make_hf_classifier.py, experiments/torch_finetune.py and the bench's
+        # peer rows, in a virtualenv of their own (never this project's).
+        "peer": ["torch", "transformers"],
         # The tests run the ONNX export and import the experiments (their figures).
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "import-linter",
                  "ruff", "onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17", "matplotlib"],

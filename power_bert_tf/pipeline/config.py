@@ -43,7 +43,7 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
     "custom": TaskDefaults(128, 3e-5, 1e-3, 1e-3, 32),
 }
 
-PHASES = ("finetune", "search", "retrain", "evaluate", "predict", "export", "all")
+PHASES = ("finetune", "import", "search", "retrain", "evaluate", "predict", "export", "all")
 # What a training phase's result depends on besides its start model (whose digest
 # fitting.keep_settings adds): a phase is resumed only with the settings it was begun with
 # (paths, timing, export and --finetune_stop_epoch may change between the calls).
@@ -70,6 +70,7 @@ class RunConfig:
     model: str = "embedded"
     model_type: str | None = None  # None: the --model folder's
     init_checkpoint: str | None = None  # fine-tune from another task's fine-tuned encoder
+    finetuned_model: str | None = None  # import this fine-tuned classifier folder instead
     data_dir: str | None = None
     data_source: str = "files"
     max_seq_length: int = 128
@@ -157,6 +158,11 @@ class RunConfig:
         if self.init_checkpoint and self.phase not in ("finetune", "all"):
             raise PowerBertError(f"--init_checkpoint starts the fine-tune phase; it does "
                                  f"nothing with --phase={self.phase}")
+        if self.finetuned_model is not None:
+            self._check_finetuned_model()
+        elif self.phase == "import":
+            raise PowerBertError("--phase=import needs --finetuned_model=<folder>, a fine-tuned "
+                                 "Hugging Face BertForSequenceClassification folder")
         if self.target_speedup is not None:
             if self.mass_lambda is not None:
                 raise PowerBertError("--target_speedup and --lambda are exclusive: the target "
@@ -173,6 +179,20 @@ class RunConfig:
         if not 0 <= self.warmup_proportion < 1:
             raise PowerBertError(f"--warmup_proportion must be in [0, 1), got "
                                  f"{self.warmup_proportion}")
+
+    def _check_finetuned_model(self) -> None:
+        """--finetuned_model is also --model (its tokenizer and shape), and replaces the
+        fine-tune phase."""
+        if self.model not in ("embedded", self.finetuned_model):
+            raise PowerBertError(f"--finetuned_model={self.finetuned_model} is also the "
+                                 f"model; drop --model={self.model}")
+        if self.phase == "finetune":
+            raise PowerBertError("--finetuned_model is imported by --phase=import (or all), "
+                                 "not fine-tuned again; use --model to fine-tune a new head")
+        if self.init_checkpoint:
+            raise PowerBertError("--finetuned_model and --init_checkpoint are exclusive: the "
+                                 "imported model is the fine-tuned one")
+        object.__setattr__(self, "model", self.finetuned_model)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,10 +21,12 @@ from power_bert_tf.data.batching import Rows, batch_rows, encode
 from power_bert_tf.data.tasks import Example, Task, get_task
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.pipeline.config import PADDING_MULTIPLE, RunConfig
+from power_bert_tf.pipeline.importing import ImportedModel, custom_spec_for, match_task
 from power_bert_tf.pipeline.layout import PhaseFolder
 from power_bert_tf.training.checkpoints import load_model, prepare_phase_dir, write_json_atomic
 from power_bert_tf.training.distribution import is_chief, make_strategy
 from power_bert_tf.weights import PretrainedBert, load_pretrained
+from power_bert_tf.weights.finetuned import read_classifier_head
 
 SHAPE_FIELDS = ("vocabulary_size", "num_layers", "hidden_size", "num_heads", "intermediate_size",
                 "embedding_size", "num_hidden_groups")
@@ -40,6 +42,7 @@ class Context:
     strategy: tf.distribute.Strategy
     task_dir: Path
     shadow_root: Path | None = None  # a non-chief worker's temporary output folder
+    imported: ImportedModel | None = None  # --finetuned_model's head, matched to the task
     _examples: dict[str, list[Example]] = dataclasses.field(default_factory=dict)
     _rows: dict[str, Rows] = dataclasses.field(default_factory=dict)
 
@@ -140,7 +143,12 @@ class Context:
 
 def make_context(config: RunConfig) -> Context:
     strategy = make_strategy(config.distribution, config.tpu)  # multi-worker: before any op
-    task = get_task(config.task, config.data_dir, source=config.data_source, custom=config.custom)
+    head = read_classifier_head(config.finetuned_model) if config.finetuned_model else None
+    custom = custom_spec_for(config.custom, head) if head else config.custom
+    task = get_task(config.task, config.data_dir, source=config.data_source, custom=custom)
+    imported = None
+    if head:
+        task, imported = match_task(task, head)
     pretrained = load_pretrained(config.model, model_type=config.model_type)
     if config.max_seq_length > pretrained.config.max_sequence_length:
         raise PowerBertError(f"--max_seq_length={config.max_seq_length} exceeds the model's "
@@ -152,7 +160,7 @@ def make_context(config: RunConfig) -> Context:
         shadow_root = Path(tempfile.mkdtemp(prefix="power_bert_worker-"))
         atexit.register(shutil.rmtree, shadow_root, ignore_errors=True)
     return Context(config, task, pretrained, strategy, Path(config.output_dir) / task.name,
-                   shadow_root)
+                   shadow_root, imported=imported)
 
 
 def _versions() -> dict[str, str]:

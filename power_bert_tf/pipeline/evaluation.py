@@ -85,13 +85,16 @@ def training_epochs(ctx: Context) -> dict:
 
 
 def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
-    """Dev metric of `power` beside the fine-tuned baseline's, and the measured
-    inference speed-up over it (same dev data, batch size and process; passes
-    interleaved, the median of the per-round ratios), three ways: both padded to N (the
-    paper's comparison, "speedup"), and both served with the same length buckets, the
-    dev set in file order and sorted by length ("served")."""
+    """Dev metric of `power` beside the fine-tuned baseline's (the imported model's after
+    --phase=import), and the measured inference speed-up over it (same dev data, batch
+    size and process; passes interleaved, the median of the per-round ratios), three ways:
+    both padded to N (the paper's comparison, "speedup"), and both served with the same
+    length buckets, the dev set in file order and sorted by length ("served")."""
     config = ctx.config
     baseline = ctx.load_phase_model("finetune")
+    record = ctx.reads("finetune").run_record
+    imported = (json.loads(record.read_text()).get("imported") if record.is_file()
+                else None)
     labels = np.array([example.label for example in ctx.examples("dev")])
     batches = [features for features, _ in ctx.dataset("dev", full_length=True)]
     features = {name: np.concatenate([batch[name].numpy() for batch in batches])
@@ -118,7 +121,9 @@ def compare_with_baseline(ctx: Context, power: keras.Model) -> dict:
     encoder_config = ctx.pretrained.config
     metric = ctx.task.metric
     summary = {
-        "metric": metric, "baseline": results["baseline"], "power_bert": results["power_bert"],
+        "metric": metric, "baseline": results["baseline"],
+        "baseline_model": (f"imported from {imported['source']}" if imported
+                           else "fine-tuned here"), "power_bert": results["power_bert"],
         "metric_change": round(results["power_bert"]["dev"][metric]
                                - results["baseline"]["dev"][metric], 4),
         "speedup": speedup["median"], "speedup_spread": speedup,
@@ -158,19 +163,30 @@ def format_summary(task: str, s: dict) -> str:
     epochs, then the speed-up and the metric change, with the epochs PoWER-BERT trained
     beyond the baseline (a gain may come from them, not from elimination)."""
     metric, model = s["metric"], s["model_type"].upper()
+    imported = s.get("baseline_model", "").startswith("imported")
     epochs = s["training_epochs"]
     power_epochs = epochs["power_bert"]
     extra = power_epochs["search"] + power_epochs["retrain"]
+    if imported:
+        baseline_epochs = "imported"
+        power_trained = (f"{extra} from it ({power_epochs['search']} search + "
+                         f"{power_epochs['retrain']} retrain)")
+    else:
+        baseline_epochs = f"{epochs['baseline']} (fine-tune)"
+        power_trained = (f"{sum(power_epochs.values())} ({power_epochs['finetune']} fine-tune"
+                         f" + {power_epochs['search']} search + {power_epochs['retrain']} "
+                         "retrain)")
     rows = [("", f"dev {metric}", "ms/batch", "epochs trained"),
-            (f"{model} (fine-tuned)", f"{s['baseline']['dev'][metric]:.4f}",
-             f"{s['baseline']['ms_per_batch']:.1f}", f"{epochs['baseline']} (fine-tune)"),
+            (f"{model} ({'imported' if imported else 'fine-tuned'})",
+             f"{s['baseline']['dev'][metric]:.4f}",
+             f"{s['baseline']['ms_per_batch']:.1f}", baseline_epochs),
             (f"PoWER-{model}", f"{s['power_bert']['dev'][metric]:.4f}",
-             f"{s['power_bert']['ms_per_batch']:.1f}",
-             f"{sum(power_epochs.values())} ({power_epochs['finetune']} fine-tune + "
-             f"{power_epochs['search']} search + {power_epochs['retrain']} retrain)")]
+             f"{s['power_bert']['ms_per_batch']:.1f}", power_trained)]
     lines = [f"{task}: {s['dev_examples']} dev examples, batch {s['eval_batch_size']} "
              f"(ms/batch with both padded to N={s['sequence_length']})"]
     lines += [f"  {a:<18} {b:>12} {c:>10}   {d}" for a, b, c, d in rows]
+    if imported:
+        lines.append(f"  baseline: the model {s['baseline_model']}")
     spread = s["speedup_spread"]
     lines.append(f"  retention {','.join(map(str, s['retention']))}: measured speed-up, "
                  f"median of {spread['rounds']} interleaved passes [min-max]:")

@@ -28,10 +28,12 @@ import numpy as np
 from power_bert_tf.errors import PowerBertError
 
 # Tensors a pre-training checkpoint holds that a classifier does not use:
-# the masked-LM / next-sentence heads, optimiser state and step counters.
+# the masked-LM / next-sentence heads, optimiser state and step counters; and the task
+# heads of fine-tuned checkpoints (Hugging Face's classifier.*, Google run_classifier.py's
+# output_weights / output_bias), which `weights.finetuned` reads.
 IGNORED_PREFIXES = ("cls/", "classifier/")
 IGNORED_SUFFIXES = ("/adam_m", "/adam_v")
-IGNORED_NAMES = ("global_step",)
+IGNORED_NAMES = ("global_step", "output_weights", "output_bias")
 
 
 def is_ignored(name: str) -> bool:

@@ -66,9 +66,14 @@ def read_hf_tensors(folder: Path, to_canonical: Callable[[str], tuple[str, bool]
 
 
 def read_hf_lower_case(folder: Path) -> bool | None:
-    """`do_lower_case` from `tokenizer_config.json`, or None when it is not said."""
+    """`do_lower_case` from `tokenizer_config.json`, else the normalizer's `lowercase`
+    in `tokenizer.json`, or None when neither says."""
+    value = None
     path = folder / "tokenizer_config.json"
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text()).get("do_lower_case")
+    if path.is_file():
+        value = json.loads(path.read_text()).get("do_lower_case")
+    path = folder / "tokenizer.json"
+    if value is None and path.is_file():
+        value = (json.loads(path.read_text(encoding="utf-8")).get("normalizer")
+                 or {}).get("lowercase")
     return None if value is None else bool(value)

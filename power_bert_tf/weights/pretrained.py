@@ -118,6 +118,6 @@ def load_pretrained(model: str | Path = EMBEDDED_NAME, lower_case: bool | None =
                       else vocabulary_is_uncased(tokens))
     skipped = sorted(name for name in tensors if is_ignored(name))
     if skipped:
-        logging.info("%s: skipping %d pre-training/optimiser tensors (%s, ...)",
+        logging.info("%s: skipping %d pre-training, optimiser or task-head tensors (%s, ...)",
                      folder, len(skipped), skipped[0])
     return PretrainedBert(config, tensors, vocab_file, lower_case, str(folder))
