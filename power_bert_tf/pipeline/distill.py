@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -44,11 +45,13 @@ class TeacherTargets:
         ranking: (n, depth) int16 positions by the teacher's last-layer significance,
             highest first, [CLS] left out, -1 past an example's real tokens.
         path: the cache file they were read from or written to.
+        seconds: how long the teacher's pass took (0: read from the cache).
     """
 
     logits: np.ndarray
     ranking: np.ndarray
     path: Path
+    seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +131,7 @@ def teacher_targets(ctx: Context) -> TeacherTargets:
         if cached:
             print(f"teacher targets read from {cached.path}")
             return cached
-    logits, ranking = [], []
+    logits, ranking, started = [], [], time.perf_counter()
     run = teacher_pass(ctx.load_phase_model("finetune"), ctx.config.include_padded_queries)
     for features, _ in ctx.dataset("train"):  # row order, batches trimmed
         batch_logits, scores = run(features)
@@ -137,10 +140,12 @@ def teacher_targets(ctx: Context) -> TeacherTargets:
         ranking.append(np.pad(ranked, ((0, 0), (0, depth - ranked.shape[1])),
                               constant_values=-1))
     path = ctx.writes("finetune").path / CACHE_FOLDER / name
-    write_cache(path, key, np.concatenate(logits), np.concatenate(ranking))
-    print(f"teacher targets computed for {len(rows['input_mask'])} training examples, "
-          f"cached in {path}")
-    return TeacherTargets(np.concatenate(logits), np.concatenate(ranking), path)
+    logits, ranking = np.concatenate(logits), np.concatenate(ranking)
+    seconds = time.perf_counter() - started
+    write_cache(path, key, logits, ranking)
+    print(f"teacher targets computed for {len(logits)} training examples in "
+          f"{seconds:.1f} s, cached in {path}")
+    return TeacherTargets(logits, ranking, path, seconds)
 
 
 def _checksum(logits: np.ndarray, ranking: np.ndarray) -> str:

@@ -45,6 +45,9 @@ def retrain(ctx: Context) -> dict:
     result = {"retention": list(retention.kept), "selection": config.selection,
               "word_vector_bound": round(retention.word_vector_bound, 3),
               "flop_bound": round(bound, 3), "distill": config.distill}
+    if distilled:
+        result["teacher"] = {"cache": str(distilled.teacher.path),
+                             "pass_seconds": round(distilled.teacher.seconds, 1)}
     if config.phase == "retrain" and config.compare_after_retrain:  # else: evaluate next
         result["comparison"] = compare_with_baseline(ctx, load_model(folder.model, "retrain"))
     ctx.record_run(folder, "retrain", started, dev=best, history=history, **result)
