@@ -130,20 +130,6 @@ def main(argv):
     base = out / "base"
     finetune = _phase(_config("finetune", base))
     search = _phase(_config("search", base))
-    arms = {}
-    for arm, overrides in ARMS.items():
-        folder = out / arm
-        task_dir = folder / FLAGS.task
-        task_dir.mkdir(parents=True, exist_ok=True)
-        for phase in ("finetune", "search"):  # the same teacher and search weights
-            link = task_dir / phase
-            if not link.exists():
-                link.symlink_to((base / FLAGS.task / phase).resolve(), target_is_directory=True)
-        teacher_started = time.time()
-        run = _phase(_config("retrain", folder, **overrides))
-        arms[arm] = {"best_dev": run["dev"], "history": run["history"],
-                     "wall_seconds": run["wall_seconds"],
-                     "session_seconds": round(time.time() - teacher_started, 1)}
     metric = next(iter(finetune["dev"]))
     result = {
         "task": FLAGS.task, "metric": metric, "seed": FLAGS.seed,
@@ -154,18 +140,36 @@ def main(argv):
         "retention": search["retention"], "flop_bound": search["flop_bound"],
         "distill_alpha": FLAGS.distill_alpha, "distill_temperature": 2.0,
         "ranking_weight": FLAGS.ranking_weight, "ranking_top_k": FLAGS.ranking_top_k,
-        "baseline_dev": finetune["dev"][metric],
-        "retrained_dev": {arm: value["best_dev"][metric] for arm, value in arms.items()},
-        "change_vs_baseline": {arm: round(value["best_dev"][metric]
-                                          - finetune["dev"][metric], 4)
-                               for arm, value in arms.items()},
-        "arms": arms, "step_cost": step_cost(base),
+        "baseline_dev": finetune["dev"][metric], "complete": False,
         "note": "one seed on subsets, on a 2-core CPU shared with other jobs: it chooses a "
                 "design, it is not a result"}
     path = Path(FLAGS.results_dir) / f"distill_comparison_{FLAGS.task}.json"
-    runner.write_result(path, result, started=started,
-                        commands=[" ".join(["python", *sys.argv])], overwrite=True)
-    print(f"wrote {path}")
+    command = [" ".join(["python", *sys.argv])]
+
+    def write() -> None:  # after each step, so that a cut-off run leaves what it measured
+        runner.write_result(path, result, started=started, commands=command, overwrite=True)
+        print(f"wrote {path}", flush=True)
+
+    result["step_cost"] = step_cost(base)
+    write()
+    arms = result["arms"] = {}
+    for arm, overrides in ARMS.items():
+        folder = out / arm
+        task_dir = folder / FLAGS.task
+        task_dir.mkdir(parents=True, exist_ok=True)
+        for phase in ("finetune", "search"):  # the same teacher and search weights
+            link = task_dir / phase
+            if not link.exists():
+                link.symlink_to((base / FLAGS.task / phase).resolve(), target_is_directory=True)
+        run = _phase(_config("retrain", folder, **overrides))
+        arms[arm] = {"best_dev": run["dev"], "history": run["history"],
+                     "wall_seconds": run["wall_seconds"], "teacher": run.get("teacher")}
+        result["retrained_dev"] = {a: v["best_dev"][metric] for a, v in arms.items()}
+        result["change_vs_baseline"] = {a: round(v["best_dev"][metric]
+                                                 - finetune["dev"][metric], 4)
+                                        for a, v in arms.items()}
+        result["complete"] = len(arms) == len(ARMS)
+        write()
 
 
 if __name__ == "__main__":

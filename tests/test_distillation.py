@@ -264,6 +264,7 @@ def test_the_cache_is_written_atomically(tiny, finetuned, monkeypatch):
     ({"distill": "logits", "distill_temperature": 0.0}, "--distill_temperature must be > 0"),
     ({"distill": "logits+ranking", "ranking_top_k": 0}, "--ranking_top_k must be in [1, 64]"),
     ({"distill_search": True}, "--distill_search distils the search too"),
+    ({"distill": "logits+ranking", "selection": "head"}, "--selection=head has none"),
 ])
 def test_bad_distillation_flags_are_one_line_errors(tiny, tmp_path, overrides, message):
     with pytest.raises(PowerBertError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -195,6 +195,10 @@ class RunConfig:
         if not 1 <= self.ranking_top_k <= RANK_DEPTH:
             raise PowerBertError(f"--ranking_top_k must be in [1, {RANK_DEPTH}], got "
                                  f"{self.ranking_top_k}")
+        if self.distill == "logits+ranking" and self.selection != "attention":
+            raise PowerBertError(f"--distill=logits+ranking ranks the significance scores "
+                                 f"that --selection=attention keeps by; --selection="
+                                 f"{self.selection} has none: use --distill=logits")
         if self.distill_search and self.distill == "none":
             raise PowerBertError("--distill_search distils the search too: it needs "
                                  "--distill=logits or logits+ranking")
