@@ -7,7 +7,9 @@ a seed of the chosen one, or the same-budget control, which is the chosen start 
 for as many more epochs as search and retrain add), `power_<start>_seed<s>.json` (search
 to the target, retrain, evaluate from that seed's baseline) and `<arm>_<start>_seed<s>`
 (the baseline with a training lever's flag: `grouped_` --length_grouping, `bf16_`
---train_precision=bf16).
+--train_precision=bf16) and `retrain_<start>_<arm>_r<epochs>_seed<s>` (the distill stage: a
+retrain from that seed's PoWER-BERT search weights, `plain` or with a distillation setting,
+on a schedule of `epochs`).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The Table 2 study's plan per task and its runs, each finished run one JSON.
 
 A run is a fine-tune (a grid point, a seed's baseline, or the same-budget control), a
-PoWER-BERT search + retrain + evaluate from a seed's baseline, or the ablation; each is
+PoWER-BERT search + retrain + evaluate from a seed's baseline, a retrain of the distill
+stage (plain or distilled, from that run's search weights), or the ablation; each is
 a `run_glue.py` (or `tradeoff.py`) subprocess whose result JSON, with its commands, git
 commit and wall time, goes to `<results_dir>/table2/<task>/`; a run whose JSON exists is
 skipped. A baseline starts from the pre-trained model or, where the task's plan lists
