@@ -43,6 +43,10 @@ flags.DEFINE_integer("ranking_top_k", 20, "--ranking_top_k of logits+ranking.")
 flags.DEFINE_integer("seed", 1, "Seed of every phase.")
 flags.DEFINE_integer("timing_batches", 8, "Training batches per timed pass.")
 flags.DEFINE_integer("timing_repeats", 5, "Interleaved timed rounds of the step cost.")
+flags.DEFINE_string("result_name", None, "The JSON's file stem. Default: "
+                    "distill_comparison_<task> (distill_step_cost_<task> with --step_cost_only).")
+flags.DEFINE_bool("step_cost_only", False, "Only time the steps again (from the finished "
+                  "fine-tune and search), into distill_step_cost_<task>.json.")
 FLAGS = flags.FLAGS
 
 
@@ -143,7 +147,9 @@ def main(argv):
         "baseline_dev": finetune["dev"][metric], "complete": False,
         "note": "one seed on subsets, on a 2-core CPU shared with other jobs: it chooses a "
                 "design, it is not a result"}
-    path = Path(FLAGS.results_dir) / f"distill_comparison_{FLAGS.task}.json"
+    stem = FLAGS.result_name or (f"distill_step_cost_{FLAGS.task}" if FLAGS.step_cost_only
+                                 else f"distill_comparison_{FLAGS.task}")
+    path = Path(FLAGS.results_dir) / f"{stem}.json"
     command = [" ".join(["python", *sys.argv])]
 
     def write() -> None:  # after each step, so that a cut-off run leaves what it measured
@@ -152,6 +158,8 @@ def main(argv):
 
     result["step_cost"] = step_cost(base)
     write()
+    if FLAGS.step_cost_only:
+        return
     arms = result["arms"] = {}
     for arm, overrides in ARMS.items():
         folder = out / arm
