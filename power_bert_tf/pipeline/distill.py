@@ -27,10 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from power_bert_tf.model.classifier import BertClassifier
+from power_bert_tf.model.config import RANK_DEPTH
 from power_bert_tf.pipeline.context import Context
-from power_bert_tf.training.distillation import (RANK_DEPTH, Distillation,
-                                                 DistillationObjective, teacher_pass,
-                                                 teacher_ranking)
+from power_bert_tf.training.distillation import (Distillation, DistillationObjective,
+                                                 teacher_pass, teacher_ranking)
 
 CACHE_VERSION = 1
 CACHE_FOLDER = "teacher_cache"

@@ -19,7 +19,6 @@ import numpy as np
 import tensorflow as tf
 
 from power_bert_tf.model.classifier import BertClassifier
-from power_bert_tf.model.config import DISTILL_MODES, RANK_DEPTH  # noqa: F401
 from power_bert_tf.model.significance import SignificanceScore
 
 
