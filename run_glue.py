@@ -17,6 +17,7 @@ quiet_native_logs()  # before TensorFlow loads: TF_CPP_MIN_LOG_LEVEL=0 or --verb
 from absl import app, flags  # noqa: E402
 
 from power_bert_tf.model.config import MODEL_TYPES, SELECTIONS  # noqa: E402
+from power_bert_tf.model.config import DISTILL_MODES, RANK_DEPTH  # noqa: E402
 from power_bert_tf.model.retention import RETENTION_MODES  # noqa: E402
 from power_bert_tf.pipeline.config import (DISTRIBUTIONS, PADDING_MULTIPLE, PHASES,  # noqa: E402
                                            TASK_DEFAULTS, RunConfig)
@@ -146,6 +147,22 @@ flags.DEFINE_enum("train_precision", "fp32", ["fp32", "bf16"], "What the encoder
                   "bfloat16 (bfloat16 matrix multiplies, float32 variables, updates, logits "
                   "and saved weights; faster where the hardware multiplies in bfloat16: a "
                   "GPU / TPU, a CPU with AMX-BF16). Evaluate and export read --precision.")
+flags.DEFINE_enum("distill", "none", list(DISTILL_MODES), "Learn from the fine-tuned model "
+                  "(finetune/model.keras) while eliminating: none; logits (its logits, cached "
+                  "once per training example); logits+ranking (also pull each extract "
+                  "layer's significance ranking toward the teacher's top tokens). In the "
+                  "retrain, and in the search too with --distill_search.")
+flags.DEFINE_float("distill_temperature", 2.0, "--distill: temperature T of the softened "
+                   "teacher and student distributions; the KL term is scaled by T^2.")
+flags.DEFINE_float("distill_alpha", 0.5, "--distill: loss = alpha * task loss + (1 - alpha) "
+                   "* teacher term (T^2 KL, or the squared distance to the teacher's score "
+                   "for regression); 1 trains on the labels alone.")
+flags.DEFINE_float("ranking_weight", 0.1, "--distill=logits+ranking: weight of the pairwise "
+                   "ranking loss (mean over the extract layers).")
+flags.DEFINE_integer("ranking_top_k", 20, "--distill=logits+ranking: how many of the "
+                     "teacher's top positions (last-layer significance, [CLS] aside) each "
+                     f"layer ranks above the others (1 to {RANK_DEPTH}).")
+flags.DEFINE_bool("distill_search", False, "With --distill: distil the search phase too.")
 flags.DEFINE_string("train_file", None, "--task=custom: training file, .tsv, .csv (quoted "
                     "fields may hold commas and newlines) or .jsonl (one JSON object a line).")
 flags.DEFINE_string("dev_file", None, "--task=custom: dev file (.tsv, .csv or .jsonl).")
@@ -228,7 +245,10 @@ def config_from_flags() -> RunConfig:
         export_dir=FLAGS.export_dir, export_version=FLAGS.export_version,
         export_format=FLAGS.export_format, onnx_batch_size=FLAGS.onnx_batch_size,
         precision=FLAGS.precision, train_precision=FLAGS.train_precision,
-        custom=_custom_spec())
+        custom=_custom_spec(), distill=FLAGS.distill,
+        distill_temperature=FLAGS.distill_temperature, distill_alpha=FLAGS.distill_alpha,
+        ranking_weight=FLAGS.ranking_weight, ranking_top_k=FLAGS.ranking_top_k,
+        distill_search=FLAGS.distill_search)
 
 
 @exit_on_user_error

@@ -19,6 +19,10 @@ For each task with data, in stages (each stage over every task before the next):
   grouping (CoLA, STS-B) every seed's baseline fine-tuned again with --length_grouping=50,
            against the seed spread of the plain baselines, before the study adopts it;
   bf16     the same with --train_precision=bf16 (mixed bfloat16 training);
+  distill  every seed's retrain from its PoWER-BERT search weights again, without and with
+           distillation from its baseline (--distill), paired by seed at the same target;
+           the settings and the retrain schedule (3 or 10 epochs) chosen once per task on
+           the first seed's dev (results_table.DISTILL_RULE);
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
            targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py), every
            seed, one run per seed and point; (CoLA) Attn-WS alone at 2 and 3x, under the
@@ -47,12 +51,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
 from experiments.results_table import lever as lever_row  # noqa: E402
-from experiments.results_table import (NO_DATA, first_aim_line, lever_table,  # noqa: E402
-                                       load, power_starts, retrained_baseline_lines,
-                                       summarize, table2, with_readme_table)
-from experiments.table2_runs import (AIM, MARGIN,  # noqa: E402
+from experiments.results_table import (DISTILL_RULE, NO_DATA, distill_summary,  # noqa: E402
+                                       distill_table, first_aim_line, lever_table, load,
+                                       power_starts, retrained_baseline_lines, summarize,
+                                       table2, with_readme_table)
+from experiments.table2_runs import (AIM, DISTILL_CANDIDATES, MARGIN,  # noqa: E402
                                      LEVER_TASKS, LEVERS, SMALL, Study, ablation,
-                                     baseline, finetune, power, target_search)
+                                     baseline, distill, finetune, power, target_search)
 from power_bert_tf.cli import exit_on_user_error, quiet_native_logs  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
@@ -60,7 +65,7 @@ from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 TASKS = ("CoLA", "RTE", "QQP", "MRPC", "SST-2", "MNLI-m", "MNLI-mm", "QNLI", "STS-B")
 STAGES = ("grid", "search", "power", "seeds", "budget", *(lever.stage for lever in LEVERS),
-          "ablation")
+          "distill", "ablation")
 LEVERS_BY_STAGE = {lever.stage: lever for lever in LEVERS}
 ANALYSES = ("diffusion", "scoring", "elimination", "retention")
 RESULTS_DIR, README = ROOT / "experiments" / "results", ROOT / "README.md"
@@ -117,6 +122,8 @@ def run_stage(study: Study, stage: str, task: str, only: tuple[int, ...] = ()) -
             baseline(study, task, start, seed, need_model=False)
             finetune(study, task, start, seed, start.lever_name(lever.arm, seed), lever.arm,
                      extra=(lever.flag,))
+    elif stage == "distill":
+        distill(study, task, start, seeds)
     elif stage == "ablation" and study.ablation_plan(task):
         for seed in seeds:
             ablation(study, task, start, seed)
@@ -157,8 +164,14 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                       for row in [lever_row(task, with_data[task], start,
                                             study.plan(task).seeds, lever.arm, lever.flag)]
                       if row] for lever in LEVERS}
+    distilled = [row for task, start in starts.items() if start is not None
+                 for plan in [study.plan(task)]
+                 for row in [distill_summary(task, with_data[task], start, plan.seeds,
+                                             plan.distill_candidates, plan.retrain_grid)]
+                 if row]
     summary = {"summaries": summaries, "not_chosen": others, "missing": missing,
                "levers": {lever.arm: rows for lever, rows in levers.items()},
+               "distill": distilled,
                "command": " ".join(["python", *sys.argv]),
                "git_commit": runner.git_commit(),
                "wall_seconds": round(time.time() - started, 1)}
@@ -222,6 +235,15 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                          "seconds per epoch, dev pass included, under whatever ran beside; "
                          "shown only where both runs of each pair ran on one kind of "
                          "CPU.\n\n" + lever_table(rows))
+    if distilled:
+        settings = "; ".join(f"`{name}`: {' '.join(flags_)}"
+                             for name, flags_ in DISTILL_CANDIDATES.items())
+        markdown += ("\n## Distillation from the fine-tuned model (--distill)\n\n"
+                     "Each seed's retrain from the same search weights without and with "
+                     "distillation from that seed's baseline (docs/method.md, "
+                     "\"Distillation\"); change: distilled minus plain, mean ± std over "
+                     f"the paired seeds. {DISTILL_RULE} Settings: {settings}.\n\n"
+                     + distill_table(distilled))
     (study.results_dir / "table2.md").write_text(markdown)
     return markdown
 

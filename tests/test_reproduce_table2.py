@@ -86,6 +86,19 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert rows["SST-2"][10:12] == ["93.0 -> 92.1", "2.4x"]  # the paper's, beside
     assert rows["SST-2"][13] == f"0.0001, {epochs} ({epochs + 2})"
 
+    # The distill stage: plain and distilled retrains from the one search, 1 and 2 epochs.
+    for arm in ("plain", "ranking"):
+        for epochs in (1, 2):
+            retrain = json.loads((runs / f"retrain_{chosen}_{arm}_r{epochs}_seed1.json")
+                                 .read_text())
+            assert retrain["retrain_epochs"] == len(retrain["history"]) == epochs
+            assert retrain["search"] == f"power_{chosen}_seed1/SST-2/search"
+            assert retrain["retention"] == power["retention"]
+    assert retrain["distill_flags"][0] == "--distill=logits+ranking"
+    assert retrain["teacher"]["cache"].endswith(".npz")
+    assert "## Distillation from the fine-tuned model (--distill)" in (
+        out / "table2.md").read_text()
+
     ablation = runs / f"ablation_{chosen}"
     tradeoff = json.loads((ablation / "tradeoff_SST-2_seed1_target2.json").read_text())
     attention, head = tradeoff["points"]

@@ -15,6 +15,10 @@ MODEL_TYPES = ("bert", "albert")
 # How Hard-Extract selects the vectors it keeps: PoWER-BERT (attention) or the ablation's
 # static baselines (docs/method.md, "Ablation").
 SELECTIONS = ("attention", "head", "random")
+# Distillation from the fine-tuned model (training/distillation.py), and how deep the
+# teacher's per-example ranking of positions is kept (its top-k is at most this).
+DISTILL_MODES = ("none", "logits", "logits+ranking")
+RANK_DEPTH = 64
 # What an encoder computes in: trained (model/policy.py, TRAINING_POLICIES), evaluated,
 # timed and served (serving/precision.py).
 PRECISIONS = ("fp32", "bf16")

@@ -8,7 +8,8 @@ from typing import Any
 
 from power_bert_tf.data.tasks import CustomTaskSpec
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.model.config import MODEL_TYPES, PRECISIONS, SELECTIONS
+from power_bert_tf.model.config import (DISTILL_MODES, MODEL_TYPES, PRECISIONS, RANK_DEPTH,
+                                        SELECTIONS)
 from power_bert_tf.model.retention import RETENTION_MODES
 from power_bert_tf.serving.precision import REQUESTS
 
@@ -50,12 +51,15 @@ PHASES = ("finetune", "import", "search", "retrain", "evaluate", "predict", "exp
 SHARED_SETTINGS = ("model_type", "data_source", "max_seq_length", "batch_size",
                    "learning_rate", "warmup_proportion", "seed", "max_train_examples",
                    "max_eval_examples", "dynamic_padding", "length_grouping", "train_precision")
+DISTILL_SETTINGS = ("distill", "distill_temperature", "distill_alpha", "ranking_weight",
+                    "ranking_top_k")
 PHASE_SETTINGS = {
     "finetune": ("finetune_epochs",),
     "search": ("search_epochs", "soft_extract_learning_rate", "mass_lambda", "target_speedup",
-               "target_ramp", "include_padded_queries", "retention_mode"),
+               "target_ramp", "include_padded_queries", "retention_mode", "distill_search",
+               *DISTILL_SETTINGS),
     "retrain": ("retrain_epochs", "retention_config", "selection", "include_padded_queries",
-                "retention_mode"),
+                "retention_mode", *DISTILL_SETTINGS),
 }
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -110,6 +114,14 @@ class RunConfig:
     precision: str = "fp32"  # inference precision of evaluate / export: fp32, bf16 or auto
     train_precision: str = "fp32"  # what the encoder computes in while training: fp32, bf16
     custom: CustomTaskSpec | None = None
+    # Distillation from the fine-tuned model (training/distillation.py): none, logits or
+    # logits+ranking; in the retrain, and in the search too with distill_search.
+    distill: str = "none"
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5  # weight of the task loss; 1 - alpha the teacher's
+    ranking_weight: float = 0.1
+    ranking_top_k: int = 20
+    distill_search: bool = False
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -176,6 +188,7 @@ class RunConfig:
             raise PowerBertError(f"--lambda must be >= 0, got {self.mass_lambda}")
         if not 0 < self.target_ramp <= 1:
             raise PowerBertError(f"--target_ramp must be in (0, 1], got {self.target_ramp}")
+        self._check_distillation()
         if not 0 <= self.warmup_proportion < 1:
             raise PowerBertError(f"--warmup_proportion must be in [0, 1), got "
                                  f"{self.warmup_proportion}")
@@ -193,6 +206,28 @@ class RunConfig:
             raise PowerBertError("--finetuned_model and --init_checkpoint are exclusive: the "
                                  "imported model is the fine-tuned one")
         object.__setattr__(self, "model", self.finetuned_model)
+
+    def _check_distillation(self) -> None:
+        if self.distill not in DISTILL_MODES:
+            raise PowerBertError(f"--distill={self.distill!r} is not one of "
+                                 f"{', '.join(DISTILL_MODES)}")
+        if self.distill_temperature <= 0:
+            raise PowerBertError(f"--distill_temperature must be > 0, got "
+                                 f"{self.distill_temperature:g}")
+        if not 0 <= self.distill_alpha <= 1:
+            raise PowerBertError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha:g}")
+        if self.ranking_weight < 0:
+            raise PowerBertError(f"--ranking_weight must be >= 0, got {self.ranking_weight:g}")
+        if not 1 <= self.ranking_top_k <= RANK_DEPTH:
+            raise PowerBertError(f"--ranking_top_k must be in [1, {RANK_DEPTH}], got "
+                                 f"{self.ranking_top_k}")
+        if self.distill == "logits+ranking" and self.selection != "attention":
+            raise PowerBertError(f"--distill=logits+ranking ranks the significance scores "
+                                 f"that --selection=attention keeps by; --selection="
+                                 f"{self.selection} has none: use --distill=logits")
+        if self.distill_search and self.distill == "none":
+            raise PowerBertError("--distill_search distils the search too: it needs "
+                                 "--distill=logits or logits+ranking")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

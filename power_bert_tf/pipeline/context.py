@@ -78,17 +78,18 @@ class Context:
         return self._examples[split]
 
     def dataset(self, split: str, *, training: bool = False, epoch: int = 0,
-                full_length: bool = False) -> tf.data.Dataset:
+                full_length: bool = False, rows: Rows | None = None) -> tf.data.Dataset:
         """Batches of `split`; padded to --max_seq_length when `full_length`, without
         --dynamic_padding, or with --include_padded_queries (whose scores count the
         attention padded rows pay, so padding to N is part of the reference's method),
         else to each batch's longest sequence; training batches grouped by length with
-        --length_grouping."""
+        --length_grouping; `rows` stand in for the split's (same count and order)."""
         config = self.config
         trim = (None if full_length or not config.dynamic_padding
                 or config.include_padded_queries else PADDING_MULTIPLE)
         return batch_rows(
-            self.rows(split), batch_size=config.batch_size if training else config.eval_batch_size,
+            self.rows(split) if rows is None else rows,
+            batch_size=config.batch_size if training else config.eval_batch_size,
             shuffle=training, seed=config.seed + epoch, trim_to_multiple=trim,
             length_window=config.length_grouping if training and trim else 0)
 

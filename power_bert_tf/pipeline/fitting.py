@@ -72,7 +72,7 @@ def _sha256(path: Path) -> str:
 def fit_phase(ctx: Context, phase: str, model: BertClassifier, groups: list[OptimizerGroup],
               epochs: int, keep_best: bool, on_epoch: Callable[[EpochLog], dict] | None = None,
               after_step: Callable[[int], dict[str, float]] | None = None,
-              start: Path | None = None):
+              start: Path | None = None, distilled=None):
     """Trains and records one phase; returns (history, best dev metrics).
 
     Args:
@@ -80,11 +80,14 @@ def fit_phase(ctx: Context, phase: str, model: BertClassifier, groups: list[Opti
         on_epoch: extra entries for an epoch's history (the search's read-out).
         after_step: the speed-up controller, called after every optimiser step.
         start: the model.keras the phase's weights come from (None: pre-trained weights).
+        distilled: a `pipeline.distill.DistilledTraining` (its data and objective in place
+            of the labels alone), or None.
     """
     config, folder = ctx.config, ctx.writes(phase)
     metric = ctx.task.metric
     trainer = Trainer(model, ctx.strategy, groups, regression=ctx.task.labels is None,
-                      jit_compile=config.jit_compile)
+                      jit_compile=config.jit_compile,
+                      objective=distilled.objective if distilled else None)
     keep_settings(folder, config.training_settings(phase), start, config.resume)
     history = read_history(folder.history) if config.resume else []
 
@@ -104,7 +107,9 @@ def fit_phase(ctx: Context, phase: str, model: BertClassifier, groups: list[Opti
     dev_data = ctx.dataset("dev")
     labels = np.array([example.label for example in ctx.examples("dev")])
     masses = model.encoder.masses if model.encoder.extract == "soft" else None
-    trainer.fit(lambda epoch: ctx.dataset("train", training=True, epoch=epoch),
+    train_data = (distilled.dataset if distilled else
+                  lambda epoch: ctx.dataset("train", training=True, epoch=epoch))
+    trainer.fit(train_data,
                 count_batches(len(ctx.examples("train")), config.batch_size, False), epochs,
                 lambda: compute_metrics(ctx.task, labels, trainer.predict(dev_data)), metric,
                 folder.state, on_epoch_end, config.resume, masses=masses, log_dir=folder.logs,

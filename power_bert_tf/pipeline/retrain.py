@@ -7,6 +7,7 @@ from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.retention import flop_bound
 from power_bert_tf.model.transfer import transfer_weights
 from power_bert_tf.pipeline.context import Context
+from power_bert_tf.pipeline.distill import distilled_training
 from power_bert_tf.pipeline.evaluation import compare_with_baseline
 from power_bert_tf.pipeline.fitting import build_classifier, fit_phase, total_steps
 from power_bert_tf.pipeline.search import retention_for_retrain
@@ -38,13 +39,17 @@ def retrain(ctx: Context) -> dict:
     bound = flop_bound(ctx.pretrained.config, retention)
     print(f"retention configuration {retention} (from {source_phase}), word-vector bound "
           f"{retention.word_vector_bound:.2f}x, FLOP bound {bound:.2f}x")
+    distilled = distilled_training(ctx, model, "retrain")
     history, best = fit_phase(ctx, "retrain", model, [OptimizerGroup(optimizer, lambda v: True)],
                               config.retrain_epochs, keep_best=True,
-                              start=ctx.reads(source_phase).model)
+                              start=ctx.reads(source_phase).model, distilled=distilled)
     result = {"retention": retention.to_dict()["retention"], "retention_mode": retention.mode,
               "selection": config.selection,
               "word_vector_bound": round(retention.word_vector_bound, 3),
-              "flop_bound": round(bound, 3)}
+              "flop_bound": round(bound, 3), "distill": config.distill}
+    if distilled:
+        result["teacher"] = {"cache": str(distilled.teacher.path),
+                             "pass_seconds": round(distilled.teacher.seconds, 1)}
     if config.phase == "retrain" and config.compare_after_retrain:  # else: evaluate next
         result["comparison"] = compare_with_baseline(ctx, load_model(folder.model, "retrain"))
     ctx.record_run(folder, "retrain", started, dev=best, history=history, **result)

@@ -16,6 +16,7 @@ from power_bert_tf.model.retention import read_out as read_retention
 from power_bert_tf.model.transfer import is_retention_variable, transfer_weights
 from power_bert_tf.pipeline.config import RunConfig
 from power_bert_tf.pipeline.context import Context
+from power_bert_tf.pipeline.distill import distilled_training
 from power_bert_tf.pipeline.fitting import build_classifier, fit_phase, read_history, total_steps
 from power_bert_tf.training.checkpoints import write_json_atomic
 from power_bert_tf.training.optimization import adam
@@ -142,7 +143,8 @@ def search(ctx: Context) -> dict:
     history, last = fit_phase(ctx, "search", model, groups, config.search_epochs,
                               keep_best=False, on_epoch=on_epoch,
                               after_step=after_step if controller else None,
-                              start=ctx.reads("finetune").model)
+                              start=ctx.reads("finetune").model,
+                              distilled=distilled_training(ctx, model, "search"))
     result = {**read_out(ctx, model.encoder.masses()), "lambda": config.mass_lambda,
               "target_speedup": config.target_speedup,
               "origin": "target" if controller else "lambda"}

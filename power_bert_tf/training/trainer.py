@@ -51,14 +51,18 @@ class Trainer:
             variable must belong to exactly one group.
         regression: squared-error loss instead of cross-entropy.
         jit_compile: XLA-compile the train step.
+        objective: `(features, labels) -> (B,) loss` in place of the model's loss on
+            `labels` (distillation, whose labels are a dict of targets).
     """
 
     def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
-                 groups: Sequence[OptimizerGroup], regression: bool, jit_compile: bool = False):
+                 groups: Sequence[OptimizerGroup], regression: bool, jit_compile: bool = False,
+                 objective: Callable | None = None):
         self.model = model
         self.strategy = strategy
         self.groups = list(groups)
         self._loss = per_example_loss(regression)
+        self._objective = objective
         self._variables = [[v for v in model.trainable_variables if group.owns(v)]
                            for group in self.groups]
         owned = sum(len(variables) for variables in self._variables)
@@ -76,8 +80,11 @@ class Trainer:
     def _replica_train_step(self, features, labels):
         flat_variables = [v for variables in self._variables for v in variables]
         with tf.GradientTape() as tape:
-            outputs = self.model(features, training=True)
-            loss = tf.nn.compute_average_loss(self._loss(labels, outputs))
+            if self._objective is None:
+                per_example = self._loss(labels, self.model(features, training=True))
+            else:
+                per_example = self._objective(features, labels)
+            loss = tf.nn.compute_average_loss(per_example)
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
         # Embedding gradients arrive as IndexedSlices, which Keras' Adam applies slice by
