@@ -115,9 +115,9 @@ def _weights(path):
 
 
 def _retrain(tiny, folder, **overrides):
-    return phases.run(make_config(tiny, folder, phase="retrain", retrain_epochs=2,
-                                  retention_config="8,6,4", compare_after_retrain=False,
-                                  **overrides))
+    return phases.run(make_config(tiny, folder, **{
+        "phase": "retrain", "retrain_epochs": 2, "retention_config": "8,6,4",
+        "compare_after_retrain": False, **overrides}))
 
 
 @pytest.mark.parametrize("mode", ["logits", "logits+ranking"])
@@ -277,3 +277,14 @@ def test_the_search_distils_with_distill_search(tiny, finetuned):
     assert len(result["retention"]) == 3
     assert list((finetuned / "custom" / "finetune" / "teacher_cache").glob("*.npz"))
     assert tf.executing_eagerly()
+
+
+def test_ranking_distillation_in_the_relative_mode(tiny, finetuned, tmp_path):
+    """Relative Hard-Extract marks the slots it masks out as position -1: the ranking
+    loss leaves them out instead of gathering at -1."""
+    other = tmp_path / "relative"
+    shutil.copytree(finetuned / "custom" / "finetune", other / "custom" / "finetune")
+    result = _retrain(tiny, other, retention_mode="relative", retention_config="0.6,0.4,0.2",
+                      distill="logits+ranking", ranking_weight=1.0, ranking_top_k=4)
+    assert result["distill"] == "logits+ranking" and result["retention_mode"] == "relative"
+    assert np.isfinite(result["dev"]["accuracy"])

@@ -176,6 +176,7 @@ class DistillationObjective:
         losses = []
         for j, scores in enumerate(outputs["scores"]):
             kept = positions if j == 0 else tf.cast(outputs["positions"][j - 1], tf.int32)
+            # A relative-mode slot masked out is position -1: gathered at 0, then excluded.
             losses.append(pairwise_ranking_loss(
-                scores, kept, tf.gather(mask, kept, batch_dims=1), teacher_top))
+                scores, kept, tf.gather(mask, tf.maximum(kept, 0), batch_dims=1), teacher_top))
         return tf.add_n(losses) / len(losses)
