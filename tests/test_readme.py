@@ -115,3 +115,13 @@ def test_the_python_example_runs_as_written():
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-1] == "(1, 2)"
+
+
+def test_the_flag_reference_lists_every_run_glue_flag(run_glue_flags):
+    """docs/cli.md's table names every flag run_glue.py defines (absl's own aside)."""
+    documented = set(re.findall(r"^\| `--([a-z_0-9]+)`", (ROOT / "docs" / "cli.md").read_text(),
+                                re.M))
+    from absl import app, flags as absl_flags, logging  # noqa: F401 (they define flags)
+    builtin = set(absl_flags.FLAGS) | {"lambda"}  # absl's flags; --lambda: the alias
+    missing = sorted(run_glue_flags - builtin - documented)
+    assert not missing, f"docs/cli.md does not list --{', --'.join(missing)}"
