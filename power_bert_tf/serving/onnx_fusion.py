@@ -386,8 +386,30 @@ def fuse(source, target, num_heads: int, hidden_size: int) -> dict[str, int]:
     options.enable_shape_inference = False  # needs sympy; the shapes are static here
     optimized = optimize_model(model, "bert", num_heads=num_heads, hidden_size=hidden_size,
                                optimization_options=options, opt_level=0)
+    rename_gemm_tensors(optimized.model)
     optimized.save_model_to_file(str(target))
     return {**counts, **fused_counts(onnx.load(str(target)))}
+
+
+def rename_gemm_tensors(model) -> None:
+    """Renames the graph's "gemm_*" tensors (tf2onnx's and ONNX Runtime's names for the
+    reshapes around a Gemm): ONNX Runtime's MatMulAddFusion, run when a session loads
+    the graph, adds initializers of those names and fails on a graph that has them
+    ("Attempt to replace the existing tensor", ONNX Runtime 1.32)."""
+    renamed = {}
+    for tensor in model.graph.initializer:
+        if tensor.name.startswith("gemm_"):
+            renamed[tensor.name] = f"saved_{tensor.name}"
+            tensor.name = renamed[tensor.name]
+    for node in model.graph.node:
+        for index, name in enumerate(node.output):
+            if name.startswith("gemm_"):
+                renamed[name] = f"saved_{name}"
+                node.output[index] = renamed[name]
+    for node in model.graph.node:
+        for index, name in enumerate(node.input):
+            if name in renamed:
+                node.input[index] = renamed[name]
 
 
 def fused_counts(model) -> dict[str, int]:
