@@ -27,6 +27,7 @@ setup(
     extras_require={
         # --phase=export --export_format=onnx, and the ONNX Runtime rows of the benchmark.
         "onnx": ["onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
+        "peer": ["torch", "transformers"],
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "import-linter",
                  "ruff", "onnxruntime>=1.20", "onnx>=1.17", "tf2onnx>=1.17"],
     },

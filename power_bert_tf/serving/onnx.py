@@ -48,6 +48,7 @@ RUNTIME_FILE = "power_bert_onnx.py"
 OPSET = 17
 # onnxruntime.quantization.quantize_dynamic options of `quantize_int8`.
 INT8_OPTIONS = {"per_channel": True, "op_types_to_quantize": ["MatMul"]}
+INT8_RECIPES = {"per-channel": INT8_OPTIONS, "ort-default": {}}
 
 
 def _erfc_handler(ctx, node, name, args) -> None:
@@ -155,18 +156,25 @@ def convert(model: BertClassifier, path: Path, sequence_length: int | None,
     return path
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
-    """ONNX Runtime dynamic quantisation of the MatMuls: int8 weights with one scale per
-    output channel, activations quantised per call (no calibration data); the embedding
-    tables (Gather) stay float32.
+def quantize_int8(source: Path, target: Path, recipe: str = "per-channel") -> Path:
+    """ONNX Runtime dynamic quantisation: int8 weights, activations quantised per call (no
+    calibration data). `recipe` (`INT8_RECIPES`): "per-channel", the MatMuls only with
+    one weight scale per output channel, the embedding tables (Gather) left float32;
+    "ort-default", `quantize_dynamic`'s defaults (one scale per tensor, Gather too).
 
-    Chosen by `experiments/int8_recipes.py` (docs/serving.md): on trained MiniLM models
-    it kept more dev predictions equal to float32's than ONNX Runtime's defaults (one
-    scale per tensor, Gather quantised too).
+    The per-channel recipe is the export's, chosen by `experiments/int8_recipes.py`
+    (docs/serving.md): on trained MiniLM models it kept more dev predictions equal to
+    float32's than ONNX Runtime's defaults.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, **INT8_OPTIONS)
+    if recipe not in INT8_RECIPES:
+        raise PowerBertError(f"int8 recipe {recipe!r} is not one of {', '.join(INT8_RECIPES)}")
+    # Shape inference cannot type the fused graph's contrib operators' outputs.
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                     **INT8_RECIPES[recipe])
     return target
 
 
