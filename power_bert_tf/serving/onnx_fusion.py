@@ -13,6 +13,9 @@ them, so the optimizer fused nothing in these graphs. `fuse` rewrites
 
     the LayerNorm subgraph   -> one ONNX LayerNormalization (opset 17), axis -1
     the GELU subgraph        -> x * (1 + Erf(x / sqrt 2)) * 0.5, the PyTorch pattern
+    MatMul(Transpose(k), Transpose(q)) -> Transpose  (Keras's einsum for the attention
+                                scores: keys x queries, then the (B, H, N, N) scores
+                                transposed) -> MatMul(Transpose(q), Transpose(k))
     Reshape -> (BN, D), MatMul or Gemm, Reshape -> (B, N, D')  (Keras's Dense and the
                                 attention output's EinsumDense on 3-D inputs)
                              -> MatMul on the 3-D input (+ the bias Add), which ONNX
@@ -254,6 +257,30 @@ def _match_dense_reshapes(g: _Graph, matmul):
     return [before, matmul, after], (x, matmul.input[1], bias, after.output[0], needs_shape)
 
 
+def _match_transposed_product(g: _Graph, matmul):
+    """MatMul(Transpose(a, p), Transpose(b, q)) -> Transpose(swap the last two axes):
+    Keras's attention scores, computed as keys x queries and transposed. Returns the
+    nodes and (b, q with its last two axes swapped, a, p likewise, output), so that
+    MatMul(Transpose(b, q'), Transpose(a, p')) gives the output without transposing the
+    (B, H, N, N) scores; None otherwise."""
+    after = g.only_consumer(matmul.output[0], "Transpose")
+    rank = len(g.shapes.get(matmul.output[0], ())) or 4
+    swap = [*range(rank - 2), rank - 1, rank - 2]
+    if after is None or list(_attribute(after, "perm", [])) != swap:
+        return None
+    first, second = (g.producer.get(name) for name in matmul.input)
+    if (first is None or second is None or first.op_type != "Transpose"
+            or second.op_type != "Transpose" or first is second):
+        return None
+    p, q = list(_attribute(first, "perm", [])), list(_attribute(second, "perm", []))
+    if len(p) != rank or len(q) != rank:
+        return None
+    nodes = [matmul, after]
+    nodes[:0] = [node for node in (first, second) if len(g.consumers[node.output[0]]) == 1]
+    return nodes, (second.input[0], [*q[:-2], q[-1], q[-2]], first.input[0],
+                   [*p[:-2], p[-1], p[-2]], after.output[0])
+
+
 def rewrite(model) -> dict[str, int]:
     """Rewrites `model` (an onnx ModelProto, shapes inferred) in place: LayerNorm, GELU
     and the Reshapes around 3-D MatMuls (module docstring). Returns how many of each."""
@@ -262,7 +289,7 @@ def rewrite(model) -> dict[str, int]:
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    counts = {"layer_norm": 0, "gelu": 0, "dense_reshapes": 0}
+    counts = {"layer_norm": 0, "gelu": 0, "dense_reshapes": 0, "score_transposes": 0}
     g = _Graph(graph)
     replaced, added = set(), []
     for node in g.nodes:
@@ -304,6 +331,19 @@ def rewrite(model) -> dict[str, int]:
                 previous = result
             added.append((nodes, new))
             counts["gelu"] += 1
+        elif node.op_type == "MatMul" and _match_transposed_product(g, node) is not None:
+            match = _match_transposed_product(g, node)
+            if any(id(n) in replaced for n in match[0]):
+                continue
+            nodes, (b, q, a, p, output) = match
+            added.append((nodes, [
+                helper.make_node("Transpose", [b], [f"{node.name}/lhs:0"], perm=q,
+                                 name=f"{node.name}/lhs"),
+                helper.make_node("Transpose", [a], [f"{node.name}/rhs:0"], perm=p,
+                                 name=f"{node.name}/rhs"),
+                helper.make_node("MatMul", [f"{node.name}/lhs:0", f"{node.name}/rhs:0"],
+                                 [output], name=f"{node.name}/swapped")]))
+            counts["score_transposes"] += 1
         elif node.op_type in ("MatMul", "Gemm"):
             match = _match_dense_reshapes(g, node)
             if match is None or any(id(n) in replaced for n in match[0]):
