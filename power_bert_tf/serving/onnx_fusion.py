@@ -18,9 +18,8 @@ them, so the optimizer fused nothing in these graphs. `fuse` rewrites
                                 transposed) -> MatMul(Transpose(q), Transpose(k))
     Reshape -> (BN, D), MatMul or Gemm, Reshape -> (B, N, D')  (Keras's Dense and the
                                 attention output's EinsumDense on 3-D inputs)
-                             -> MatMul on the 3-D input (+ the bias Add), which ONNX
-                                Runtime quantises (a Gemm stays float32 in the project's
-                                int8 recipe) and whose bias SkipLayerNormalization takes
+                             -> MatMul on the 3-D input (+ the bias Add), which the
+                                project's int8 recipe quantises (it leaves Gemm float32)
 
 and then runs `onnxruntime.transformers.optimizer` (model type "bert", its Python
 fusions only), which turns Add + LayerNormalization into SkipLayerNormalization and the
@@ -282,8 +281,9 @@ def _match_transposed_product(g: _Graph, matmul):
 
 
 def rewrite(model) -> dict[str, int]:
-    """Rewrites `model` (an onnx ModelProto, shapes inferred) in place: LayerNorm, GELU
-    and the Reshapes around 3-D MatMuls (module docstring). Returns how many of each."""
+    """Rewrites `model` (an onnx ModelProto, shapes inferred) in place: LayerNorm, GELU,
+    the transposed attention scores and the Reshapes around 3-D dense layers (module
+    docstring). Returns how many of each it rewrote."""
     import copy
 
     from onnx import helper, numpy_helper
