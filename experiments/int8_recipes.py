@@ -79,7 +79,8 @@ def quantize(source: Path, target: Path, options: dict | None, keep: tuple[str, 
         raise PowerBertError(f"no MatMul named like {keep} in {source}")
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
                      **(INT8_OPTIONS if options is None else options),
-                     nodes_to_exclude=excluded)
+                     nodes_to_exclude=excluded,  # the fused graph's contrib ops are untyped:
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return target
 
 

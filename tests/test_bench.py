@@ -32,7 +32,7 @@ from tiny_task import tiny_config
 ROOT = Path(__file__).parents[1]
 TINY_CASE = Case("tiny", "tiny", TINY, TINY_RETENTION)
 MODULES = ("__main__", "benchmark", "cases", "concurrency", "modes", "onednn", "padding",
-           "report", "runtimes")
+           "peer", "peer_export", "report", "runtimes")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,20 @@ def test_runtime_rows_side_by_side(tiny_run):
     tf_rows = [f"{model} {path} {precision}" for model in ("plain", "power-bert")
                for precision in ("fp32", "bf16") for path in ("tf-graph", "tf-xla")]
     ort_rows = [f"{model} ort {precision}" for model in ("plain", "power-bert")
-                for precision in ("fp32", "int8")]
-    assert names == tf_rows + (ort_rows if onnx_available() else [])
+                for precision in ("fp32", "int8", "int8-default")]
+    peer_rows = ["plain hf-ort fp32", "plain hf-ort int8-default"]
+    expected = tf_rows + (ort_rows if onnx_available() else [])
+    assert names in (expected, expected + peer_rows)
+    if onnx_available():
+        # Both fused exports: TINY's 2 layers, one SkipLayerNormalization per residual.
+        for model in ("plain", "power-bert"):
+            counts = result.fused_operators[f"{model} ort fp32"]
+            assert counts["SkipLayerNormalization"] == 4 and counts["BiasGelu"] == 2
+            assert counts["LayerNormalization"] == 1
+        assert set(result.fused_operators) >= set(ort_rows)
+        if names == expected:
+            assert any(note.startswith("peer rows") and "skipped" in note
+                       for note in result.notes)
     by_name = {row.name: row for row in result.rows}
     assert result.reference == "plain tf-xla fp32"
     assert by_name[result.reference].speedup_vs_plain_fp32["median"] == 1.0

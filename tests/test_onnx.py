@@ -63,7 +63,7 @@ def test_layout_and_metadata(exported):
 
     graph = onnx.load(str(path / MODEL_FILE)).graph
     ops = {node.op_type for node in graph.node}
-    assert "Erf" in ops and "TopK" in ops  # exact GELU via 1 - Erf; static top-k
+    assert "BiasGelu" in ops and "TopK" in ops  # exact GELU, fused; static top-k
 
 
 def test_loading_runs_the_session_once_unless_told_not_to(exported):
@@ -256,3 +256,87 @@ def test_static_int8_recipe_calibrates_activation_scales(exported, tmp_path):
     logits = ort.InferenceSession(str(path)).run(["logits"], calibration)[0]
     reference = OnnxClassifier(exported["path"]).run(calibration)["logits"]
     assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.8
+
+
+FUSED_LAYERS = 3  # tiny_config's num_layers
+
+
+@pytest.fixture(scope="module")
+def plain_model(model):
+    """The tiny classifier's weights without Hard-Extract (a plain BERT classifier)."""
+    from power_bert_tf.model.classifier import BertClassifier
+    from power_bert_tf.model.encoder import BertEncoder
+    from tiny_task import tiny_config
+
+    plain = BertClassifier(BertEncoder(**tiny_config().to_dict(), sequence_length=N), 2,
+                           dropout=0.0)
+    plain(random_inputs(2, N, lengths=[N, 3], seed=0, vocabulary_size=len(VOCAB)))
+    plain.set_weights(model.get_weights())
+    return plain
+
+
+def _op_counts(path):
+    import collections
+
+    import onnx
+
+    return collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+def test_the_export_is_fused_and_reports_its_fused_operators(exported):
+    ops = _op_counts(exported["path"] / MODEL_FILE)
+    # The embeddings' LayerNorm, then per layer two Add + LayerNorm -> SkipLayerNormalization
+    # and one bias Add + exact GELU -> BiasGelu; no decomposed LayerNorm or GELU is left.
+    assert ops["LayerNormalization"] == 1
+    assert ops["SkipLayerNormalization"] == 2 * FUSED_LAYERS
+    assert ops["BiasGelu"] == FUSED_LAYERS
+    assert ops["Erf"] == 0 and ops["Sqrt"] == 0 and ops["Reciprocal"] == 0
+    assert ops["Gemm"] == 2  # the pooler and the logits; every 3-D dense is a MatMul
+    meta = json.loads((exported["path"] / "power_bert.json").read_text())
+    counts = meta["fused_operators"][MODEL_FILE]
+    assert counts["SkipLayerNormalization"] == 2 * FUSED_LAYERS
+    assert counts["BiasGelu"] == FUSED_LAYERS and counts["nodes"] == sum(ops.values())
+    assert meta["fused_operators"][INT8_FILE]["SkipLayerNormalization"] == 2 * FUSED_LAYERS
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_fused_plain_export_equals_tf_and_the_unfused_graph(plain_model, tmp_path, batch_size):
+    from power_bert_tf.serving.onnx import convert
+    from power_bert_tf.serving.onnx_fusion import fused_counts
+
+    fused = convert(plain_model, tmp_path / "fused.onnx", N, batch_size)
+    unfused = convert(plain_model, tmp_path / "unfused.onnx", N, batch_size, fused=False)
+    ops, before = _op_counts(fused), _op_counts(unfused)
+    assert before["LayerNormalization"] == before["SkipLayerNormalization"] == 0
+    assert before["Neg"] >= 2 * FUSED_LAYERS + 1  # Keras's x*inv + (-mean*inv + beta)
+    assert ops["SkipLayerNormalization"] == 2 * FUSED_LAYERS and ops["BiasGelu"] == FUSED_LAYERS
+    assert ops["Neg"] == 0 and sum(ops.values()) < sum(before.values())
+    import onnx
+
+    assert fused_counts(onnx.load(str(fused)))["nodes"] == sum(ops.values())
+    inputs = random_inputs(4, N, lengths=[32, 20, 5, 1], seed=4, vocabulary_size=len(VOCAB))
+    feeds = {name: np.asarray(value, np.int32) for name, value in inputs.items()}
+    expected = plain_model(inputs, training=False).numpy()
+    for path in (fused, unfused):
+        logits = ort.InferenceSession(str(path)).run(["logits"], feeds)[0]
+        np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+def test_rewrite_leaves_a_graph_without_the_patterns_alone(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from power_bert_tf.serving.onnx_fusion import rewrite
+
+    # mean without the rest of a LayerNorm; an Erf that is not a GELU.
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["m"], axes=[-1], keepdims=1),
+         helper.make_node("Sub", ["x", "m"], ["d"]), helper.make_node("Erf", ["d"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    assert rewrite(model) == {"layer_norm": 0, "gelu": 0, "dense_reshapes": 0,
+                              "score_transposes": 0}
+    assert model.SerializeToString() == before
+    onnx.checker.check_model(model)

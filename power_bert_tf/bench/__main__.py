@@ -50,6 +50,12 @@ flags.DEFINE_integer("onnx_max_parameters", _DEFAULTS.onnx_max_parameters, "Mode
                      "weights are not converted to ONNX (the conversion's memory grows with "
                      "the weights: 8.3 GB for BERT-base); raise it on a machine with more "
                      "memory.")
+flags.DEFINE_string("peer_python", None, "Python interpreter with torch and transformers "
+                    "that exports the peer rows of the runtimes section (the same plain "
+                    "weights in Hugging Face transformers, torch.onnx.export, ONNX Runtime's "
+                    "transformer optimizer, quantize_dynamic). Default: this interpreter if "
+                    "it has them (pip install '.[peer]'), else the peer rows are skipped "
+                    "with a note.")
 flags.DEFINE_integer("clients", _DEFAULTS.clients, "Concurrent clients (threads) of the "
                      "concurrency section.")
 flags.DEFINE_integer("requests", _DEFAULTS.requests, "One-sentence requests per client per "
@@ -115,7 +121,8 @@ def config_from_flags() -> BenchConfig:
     return BenchConfig(
         sections=tuple(FLAGS.sections), runtime_cases=tuple(FLAGS.runtime_cases),
         onnx=FLAGS.onnx, onnx_cache=FLAGS.onnx_cache or None,
-        onnx_max_parameters=FLAGS.onnx_max_parameters, clients=FLAGS.clients,
+        onnx_max_parameters=FLAGS.onnx_max_parameters, peer_python=FLAGS.peer_python,
+        clients=FLAGS.clients,
         requests=FLAGS.requests,
         concurrency_precision=FLAGS.concurrency_precision,
         concurrency_repeats=FLAGS.concurrency_repeats,

@@ -59,6 +59,8 @@ class BenchConfig:
         onnx: include the ONNX Runtime rows (skipped with a note if not installed).
         onnx_cache: folder keeping converted ONNX files between runs; None: none.
         onnx_max_parameters: larger models are not converted to ONNX (memory).
+        peer_python: a Python with torch and transformers for the peer rows
+            (`bench.peer`); None: this one if it has them, else no peer rows.
         repeats: interleaved timed rounds (runtimes, modes, onednn).
         heavy_gflops: GFLOP per batch of the plain model above which a row is heavy.
         heavy_repeats: timed rounds of a heavy case or row.
@@ -79,6 +81,7 @@ class BenchConfig:
     onnx: bool = True
     onnx_cache: Path | None = Path("checkpoints/onnx_cache")
     onnx_max_parameters: int = ONNX_MAX_PARAMETERS
+    peer_python: str | None = None
     repeats: int = 5
     heavy_gflops: float = 100.0
     heavy_repeats: int = 3
@@ -170,7 +173,8 @@ def run(config: BenchConfig) -> tuple[Report, Path]:
                 runtime_case(name, pretrained), heavy_gflops=config.heavy_gflops,
                 repeats=_repeats(runtime_case(name, pretrained), config), seed=config.seed,
                 use_onnx=config.onnx, onnx_cache=config.onnx_cache,
-                onnx_max_parameters=config.onnx_max_parameters))
+                onnx_max_parameters=config.onnx_max_parameters,
+                peer_python=config.peer_python))
     if "onednn" in config.sections and is_accelerator():
         notes.append("onednn: skipped, XLA runs on the accelerator here")
     elif "onednn" in config.sections:

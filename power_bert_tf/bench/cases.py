@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.config import EncoderConfig
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.model.factory import build_encoder
@@ -48,6 +49,18 @@ TINY_RETENTION = RetentionConfig((8, 4), 16)
 MINILM_SST2_RETENTION = RetentionConfig((49, 42, 31, 20, 12, 2), 64)
 
 
+def model_name(pretrained: PretrainedBert) -> str:
+    """The embedded model's name, else the name of the model's folder."""
+    from power_bert_tf.weights.embedded import EMBEDDED_NAME, embedded_model_folder
+
+    try:
+        if Path(pretrained.source) == embedded_model_folder():
+            return f"all-MiniLM-L6-v2 ({EMBEDDED_NAME})"
+    except PowerBertError:  # the embedded model is not installed
+        pass
+    return Path(pretrained.source).name
+
+
 def scale_retention(retention: RetentionConfig, sequence_length: int) -> RetentionConfig:
     """`retention` for inputs of another length: each l_j * N' / N, rounded half up (>= 1)."""
     ratio = sequence_length / retention.sequence_length
@@ -77,7 +90,8 @@ class Case:
 
     @property
     def weights(self) -> str:
-        return "random" if self.pretrained is None else self.pretrained.source
+        """"random", or the pre-trained model's name (never a local path)."""
+        return "random" if self.pretrained is None else model_name(self.pretrained)
 
     def full_gflops(self, batch_size: int) -> float:
         """GFLOP of the plain encoder on one batch."""

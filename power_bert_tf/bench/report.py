@@ -178,6 +178,11 @@ def _runtime_lines(result, markdown: bool) -> list[str]:
     lines.append(f"speedup_vs_fastest_plain: {_ratio(speedup)} ({speedup['power_bert_row']} "
                  f"over {speedup['plain_row']}); faster TF path: " + ", ".join(
                      f"{key} {value}" for key, value in result.chosen_tf_path.items()))
+    for name, counts in result.fused_operators.items():
+        if name.endswith("fp32"):
+            fused = ", ".join(f"{op} {count}" for op, count in counts.items()
+                              if count and op != "nodes")
+            lines.append(f"fused operators, {name}: {fused or 'none'} ({counts['nodes']} nodes)")
     if result.stacking is not None:
         s = result.stacking
         lines.append(f"stacking: {s['stacked']:.2f}x stacked vs {s['elimination']:.2f}x "

@@ -5,12 +5,16 @@
     <export_dir>/<model_name>/<version>/
         model.onnx          float32; inputs input_word_ids, input_mask, input_type_ids,
                             int32 (B, N); outputs logits float32 (B, C) and, per layer j,
-                            kept_positions_j int32 (B, l_j), the input positions it kept
+                            kept_positions_j int32 (B, l_j), the input positions it kept;
+                            fused (`serving.onnx_fusion`): LayerNormalization,
+                            SkipLayerNormalization and BiasGelu (ONNX Runtime's contrib
+                            operators, so it runs on ONNX Runtime)
         model_int8.onnx     the same with int8 weights and dynamically quantised
                             activations (ONNX Runtime `quantize_dynamic`), written when
                             asked for
         vocab.txt           the WordPiece vocabulary
-        power_bert.json     task, labels, lower_case, max_seq_length N, retention, files
+        power_bert.json     task, labels, lower_case, max_seq_length N, retention, files,
+                            fused_operators (per file: its fused operator counts)
         power_bert_onnx.py  WordPiece pre-processing and `OnnxClassifier`
                             (a copy of power_bert_tf/serving/onnx_runtime.py)
 
@@ -36,6 +40,7 @@ import tensorflow as tf
 from power_bert_tf.errors import PowerBertError
 from power_bert_tf.model.classifier import BertClassifier
 from power_bert_tf.serving import onnx_runtime
+from power_bert_tf.serving.onnx_fusion import fuse, fused_counts
 from power_bert_tf.serving.saved_model import make_readable, next_version
 from power_bert_tf.data.tokenizer import INPUT_NAMES
 
@@ -45,6 +50,7 @@ RUNTIME_FILE = "power_bert_onnx.py"
 OPSET = 17
 # onnxruntime.quantization.quantize_dynamic options of `quantize_int8`.
 INT8_OPTIONS = {"per_channel": True, "op_types_to_quantize": ["MatMul"]}
+INT8_RECIPES = {"per-channel": INT8_OPTIONS, "ort-default": {}}
 
 
 def _erfc_handler(ctx, node, name, args) -> None:
@@ -83,7 +89,7 @@ def onnx_function(model: BertClassifier, sequence_length: int | None,
 
 
 def convert(model: BertClassifier, path: Path, sequence_length: int | None,
-            batch_size: int | None = None) -> Path:
+            batch_size: int | None = None, fused: bool = True) -> Path:
     """Writes `model` at input length N = `sequence_length` (None: any length, plain
     models only) and batch size `batch_size` (None: any) as one self-contained ONNX file
     at `path`.
@@ -101,6 +107,9 @@ def convert(model: BertClassifier, path: Path, sequence_length: int | None,
     and shape inference) then folds the constant reshapes and transposes of the weights,
     so each MatMul reads an initializer, as `quantize_int8` needs (on the MiniLM: the
     same 38 quantised MatMuls as after tf2onnx's optimisers, and no slower a graph).
+    `fused` then rewrites LayerNorm, GELU and the dense layers' reshapes and runs ONNX
+    Runtime's transformer optimizer (`serving.onnx_fusion.fuse`: SkipLayerNormalization,
+    BiasGelu); False keeps tf2onnx's op-by-op graph.
     """
     import onnx
     import tf2onnx
@@ -137,26 +146,37 @@ def convert(model: BertClassifier, path: Path, sequence_length: int | None,
             del tensor.external_data[:]
             tensor.data_location = onnx.TensorProto.DEFAULT
     raw = Path(path).with_suffix(".raw.onnx")
+    folded = Path(path).with_suffix(".folded.onnx")
     onnx.save(proto, str(raw))
     try:
-        quant_pre_process(str(raw), str(path), skip_symbolic_shape=True)
+        quant_pre_process(str(raw), str(folded if fused else path), skip_symbolic_shape=True)
+        if fused:
+            fuse(folded, path, model.encoder.num_heads, model.encoder.hidden_size)
     finally:
         raw.unlink(missing_ok=True)
+        folded.unlink(missing_ok=True)
     return path
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
-    """ONNX Runtime dynamic quantisation of the MatMuls: int8 weights with one scale per
-    output channel, activations quantised per call (no calibration data); the embedding
-    tables (Gather) stay float32.
+def quantize_int8(source: Path, target: Path, recipe: str = "per-channel") -> Path:
+    """ONNX Runtime dynamic quantisation: int8 weights, activations quantised per call (no
+    calibration data). `recipe` (`INT8_RECIPES`): "per-channel", the MatMuls only with
+    one weight scale per output channel, the embedding tables (Gather) left float32;
+    "ort-default", `quantize_dynamic`'s defaults (one scale per tensor, Gather too).
 
-    Chosen by `experiments/int8_recipes.py` (docs/serving.md): on trained MiniLM models
-    it kept more dev predictions equal to float32's than ONNX Runtime's defaults (one
-    scale per tensor, Gather quantised too).
+    The per-channel recipe is the export's, chosen by `experiments/int8_recipes.py`
+    (docs/serving.md): on trained MiniLM models it kept more dev predictions equal to
+    float32's than ONNX Runtime's defaults.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, **INT8_OPTIONS)
+    if recipe not in INT8_RECIPES:
+        raise PowerBertError(f"int8 recipe {recipe!r} is not one of {', '.join(INT8_RECIPES)}")
+    # Shape inference cannot type the fused graph's contrib operators' outputs.
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                     **INT8_RECIPES[recipe])
     return target
 
 
@@ -195,6 +215,8 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
     if target.exists():
         raise PowerBertError(f"{target} exists and is never overwritten: pass another "
                              f"version (next free: {next_version(base)})")
+    import onnx
+
     base.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=base))
     try:
@@ -212,6 +234,8 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
             "batch_size": batch_size,
             "retention": model.encoder.retention,
             "retention_mode": model.encoder.retention_mode, "files": files,
+            "fused_operators": {file: fused_counts(onnx.load(str(partial / file)))
+                                for file in files},
             "inputs": list(INPUT_NAMES),
             "outputs": ["logits"] + [f"kept_positions_{j}" for j in
                                      range(1, model.encoder.num_layers + 1)
@@ -227,7 +251,8 @@ def export_onnx(model: BertClassifier, export_dir: Path, model_name: str,
 
 
 def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: int | None,
-                          workdir: Path, batch_size: int | None = None) -> Path:
+                          workdir: Path, batch_size: int | None = None,
+                          fused: bool = True) -> Path:
     """`convert` in a child process, so that the converter's peak memory (4.3 GB for
     BERT-base) is returned to the system when it ends; the model travels as a .keras file
     in `workdir`."""
@@ -237,7 +262,7 @@ def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: in
     saved = Path(workdir) / f"{Path(path).stem}.keras"
     model.save(saved)
     command = [sys.executable, "-m", "power_bert_tf.serving.onnx", str(saved), str(path),
-               str(sequence_length or 0), str(batch_size or 0)]
+               str(sequence_length or 0), str(batch_size or 0), str(int(fused))]
     result = subprocess.run(command, capture_output=True, text=True)
     saved.unlink()
     if result.returncode != 0:
@@ -246,7 +271,8 @@ def convert_in_subprocess(model: BertClassifier, path: Path, sequence_length: in
     return Path(path)
 
 
-if __name__ == "__main__":  # python -m power_bert_tf.serving.onnx MODEL.keras OUT.onnx N B (0: any)
+if __name__ == "__main__":  # python -m power_bert_tf.serving.onnx MODEL.keras OUT.onnx N B FUSED
+    # (N, B: 0 for any; FUSED: 1 or 0)
     import sys
 
     import keras
@@ -254,4 +280,4 @@ if __name__ == "__main__":  # python -m power_bert_tf.serving.onnx MODEL.keras O
     import power_bert_tf.model.classifier  # noqa: F401  (registers the Keras classes)
 
     convert(keras.saving.load_model(sys.argv[1], compile=False), Path(sys.argv[2]),
-            int(sys.argv[3]) or None, int(sys.argv[4]) or None)
+            int(sys.argv[3]) or None, int(sys.argv[4]) or None, sys.argv[5] == "1")
