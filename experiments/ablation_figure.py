@@ -40,7 +40,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_table import mean_std  # noqa: E402
 from experiments.runner import git_commit  # noqa: E402
-from experiments.table2_runs import Study, ablation_results  # noqa: E402
+from experiments.table2_ablation import ablation_results  # noqa: E402
+from experiments.table2_runs import Study  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error, quiet_native_logs  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
 

@@ -22,7 +22,7 @@ For each task with data, in stages (each stage over every task before the next):
   distill  every seed's retrain from its PoWER-BERT search weights again, without and with
            distillation from its baseline (--distill), paired by seed at the same target;
            the settings and the retrain schedule (3 or 10 epochs) chosen once per task on
-           the first seed's dev (results_table.DISTILL_RULE);
+           the first seed's dev (distill_results.DISTILL_RULE);
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
            targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py), every
            seed, one run per seed and point; (CoLA) Attn-WS alone at 2 and 3x, under the
@@ -51,13 +51,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
 from experiments.results_table import lever as lever_row  # noqa: E402
-from experiments.results_table import (DISTILL_RULE, NO_DATA, distill_summary,  # noqa: E402
-                                       distill_table, first_aim_line, lever_table, load,
+from experiments.distill_results import (DISTILL_RULE, distill_summary,  # noqa: E402
+                                         distill_table)
+from experiments.results_table import (NO_DATA, first_aim_line, lever_table, load,  # noqa: E402
                                        power_starts, retrained_baseline_lines, summarize,
                                        table2, with_readme_table)
-from experiments.table2_runs import (AIM, DISTILL_CANDIDATES, MARGIN,  # noqa: E402
-                                     LEVER_TASKS, LEVERS, SMALL, Study, ablation,
-                                     baseline, distill, finetune, power, target_search)
+from experiments.table2_ablation import ablation  # noqa: E402
+from experiments.table2_distill import DISTILL_CANDIDATES, distill  # noqa: E402
+from experiments.table2_runs import (AIM, MARGIN,  # noqa: E402
+                                     LEVER_TASKS, LEVERS, SMALL, Study,
+                                     baseline, finetune, power, target_search)
 from power_bert_tf.cli import exit_on_user_error, quiet_native_logs  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name, get_task  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402

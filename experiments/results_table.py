@@ -196,7 +196,7 @@ def _served(summary: dict) -> str:
                       for setting in SERVED_SETTINGS)
 
 
-def _pm(value: tuple[float, float] | None, scale: float = 100.0, sign: bool = False) -> str:
+def pm(value: tuple[float, float] | None, scale: float = 100.0, sign: bool = False) -> str:
     if value is None:
         return "-"
     return f"{scale * value[0]:{'+' if sign else ''}.1f} ± {scale * value[1]:.1f}"
@@ -250,8 +250,8 @@ def table2(summaries: list[dict], missing: dict[str, str]) -> str:
                              for m, spread in zip(s["speedups"], s["speedup_spreads"]))
         lines.append(
             f"| {s['task']} | {s['metric']} | {len(s['seeds'])} | {100 * s['majority_dev']:.1f} "
-            f"| {_pm(s['baseline'])} | {_pm(s['power_bert'])} | {_pm(s['change'], sign=True)} "
-            f"| {_pm(s['same_budget'])} ({s['same_budget_seeds']}) "
+            f"| {pm(s['baseline'])} | {pm(s['power_bert'])} | {pm(s['change'], sign=True)} "
+            f"| {pm(s['same_budget'])} ({s['same_budget_seeds']}) "
             f"| {','.join(map(str, s['retention']))} | {s['target']:g}x / {s['flop_bound']:.2f}x "
             f"| {per_seed} | {_served(s)} | {_paper(s['task'])} | {s['verdict']} "
             f"| {s['learning_rate']:g}{' from ' + s['init_from'] if s['init_from'] else ''}, "
@@ -269,8 +269,8 @@ def readme_table(summary: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summary["summaries"], key=lambda s: s["task"]):
         lines.append(
-            f"| {s['task']} | {s['metric']} | {len(s['seeds'])} | {_pm(s['baseline'])} "
-            f"| {_pm(s['power_bert'])} | {_pm(s['change'], sign=True)} "
+            f"| {s['task']} | {s['metric']} | {len(s['seeds'])} | {pm(s['baseline'])} "
+            f"| {pm(s['power_bert'])} | {pm(s['change'], sign=True)} "
             f"| {', '.join(f'{m:.2f}x' for m in s['speedups'])} | {_paper(s['task'])} "
             f"| {s['verdict']} |")
     missing = summary["missing"]
@@ -339,74 +339,7 @@ def lever_table(rows: list[dict]) -> str:
     for r in rows:
         ratio = r["epoch_time_ratio"]
         shown = f"{ratio[0]:.2f}x ± {ratio[1]:.2f}" if ratio else "not comparable (CPUs differ)"
-        lines.append(f"| {r['task']} | {r['metric']} | {len(r['seeds'])} | {_pm(r['plain'])} "
-                     f"| {_pm(r['lever'])} | {_pm(r['change'], sign=True)} | {shown} "
+        lines.append(f"| {r['task']} | {r['metric']} | {len(r['seeds'])} | {pm(r['plain'])} "
+                     f"| {pm(r['lever'])} | {pm(r['change'], sign=True)} | {shown} "
                      f"| {'; '.join(r['cpus'])} | {r['verdict']} |")
-    return "\n".join(lines) + "\n"
-
-
-# The distill stage: the rule choosing each task's settings, once, on the first seed's dev.
-DISTILL_RULE = (
-    "Distillation settings are chosen once per task on the first seed's dev metric, as the "
-    "baselines' learning rates are: every candidate setting (listed below the table) and "
-    "the plain retrain are each retrained at every retrain schedule of the plan from the "
-    "first seed's search weights; the plain arm keeps its best schedule, the distilled arm "
-    "its best (setting, schedule) (ties: the earlier listed setting, then the shorter "
-    "schedule); every other seed then runs both chosen arms from its own search weights. "
-    "The change is paired by seed (distilled minus plain, from the same search weights at "
-    "the same target speed-up).")
-
-
-def choose_retrain(runs: dict[str, dict], start: Start, seed: int, arms: tuple[str, ...],
-                   schedules: tuple[int, ...]) -> tuple[str, int] | None:
-    """The (arm, schedule) with the best dev metric among the first seed's retrains of
-    `arms` at `schedules` (ties: the earlier arm, then the shorter schedule); None while
-    one is unfinished."""
-    names = {(arm, epochs): start.retrain_name(arm, epochs, seed)
-             for arm in arms for epochs in schedules}
-    if any(name not in runs for name in names.values()):
-        return None
-    order = {key: index for index, key in enumerate(names)}
-    return max(names, key=lambda key: (runs[names[key]]["power_bert_dev"], -order[key]))
-
-
-def distill_summary(task: str, runs: dict[str, dict], start: Start, seeds: tuple[int, ...],
-                    candidates: tuple[str, ...], schedules: tuple[int, ...]) -> dict | None:
-    """The plain and the distilled retrain at their chosen settings, over the seeds that
-    have both: mean +- std of each, of the paired change and of each against its seed's
-    baseline; None before the choice or without a pair."""
-    plain = choose_retrain(runs, start, seeds[0], ("plain",), schedules)
-    chosen = choose_retrain(runs, start, seeds[0], candidates, schedules)
-    if plain is None or chosen is None:
-        return None
-    pairs = [(runs[start.retrain_name(*plain, s)], runs[start.retrain_name(*chosen, s)])
-             for s in seeds if start.retrain_name(*plain, s) in runs
-             and start.retrain_name(*chosen, s) in runs]
-    without, with_ = ([run["power_bert_dev"] for run in side] for side in zip(*pairs))
-    baseline = [a["baseline_dev"] for a, _ in pairs]
-    speedups = sorted(b["speedup"] for _, b in pairs)
-    return {"task": task, "metric": pairs[0][0]["metric"], "seeds": [a["seed"] for a, _ in pairs],
-            "plain_schedule": plain[1], "setting": chosen[0], "schedule": chosen[1],
-            "flags": pairs[0][1]["distill_flags"], "baseline": mean_std(baseline),
-            "plain": mean_std(without), "distilled": mean_std(with_),
-            "change": mean_std([b - a for a, b in zip(without, with_)]),
-            "plain_vs_baseline": mean_std([a - b for a, b in zip(without, baseline)]),
-            "distilled_vs_baseline": mean_std([a - b for a, b in zip(with_, baseline)]),
-            "speedup": speedups[len(speedups) // 2], "target": pairs[0][1]["target_speedup"]}
-
-
-def distill_table(rows: list[dict]) -> str:
-    """Markdown of the distill stage's `distill_summary` rows."""
-    lines = ["| task | metric | seeds | BERT | PoWER-BERT, plain (retrain epochs) "
-             "| PoWER-BERT, distilled (setting, epochs) | paired change | plain vs BERT "
-             "| distilled vs BERT | target / measured speed-up (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: r["task"]):
-        lines.append(
-            f"| {r['task']} | {r['metric']} | {len(r['seeds'])} | {_pm(r['baseline'])} "
-            f"| {_pm(r['plain'])} ({r['plain_schedule']}) | {_pm(r['distilled'])} "
-            f"({r['setting']}, {r['schedule']}) | {_pm(r['change'], sign=True)} "
-            f"| {_pm(r['plain_vs_baseline'], sign=True)} "
-            f"| {_pm(r['distilled_vs_baseline'], sign=True)} "
-            f"| {r['target']:g}x / {r['speedup']:.2f}x |")
     return "\n".join(lines) + "\n"

@@ -2,7 +2,8 @@
 
 A run is a fine-tune (a grid point, a seed's baseline, or the same-budget control), a
 PoWER-BERT search + retrain + evaluate from a seed's baseline, a retrain of the distill
-stage (plain or distilled, from that run's search weights), or the ablation; each is
+stage (plain or distilled, from that run's search weights: table2_distill.py), or the
+ablation (table2_ablation.py); each is
 a `run_glue.py` (or `tradeoff.py`) subprocess whose result JSON, with its commands, git
 commit and wall time, goes to `<results_dir>/table2/<task>/`; a run whose JSON exists is
 skipped. A baseline starts from the pre-trained model or, where the task's plan lists
@@ -21,13 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 from experiments import runner
 from experiments.paper_table2 import PAPER_TABLE2
-from experiments.results_table import Start, choose_retrain, choose_start, load, majority_dev
+from experiments.results_table import Start, choose_start, load, majority_dev
 from power_bert_tf.errors import PowerBertError
 
 
@@ -44,7 +44,8 @@ class TaskPlan:
     inits: tuple[str | None, ...] = (None,)  # grid starts: pre-trained, or a task's baseline
     longer_schedules: tuple[int, ...] = ()  # epochs tried next at the chosen rate and start
     # The distill stage: longer retrain schedules tried beside `retrain_epochs`, and the
-    # distillation settings (DISTILL_CANDIDATES) chosen among on the first seed's dev.
+    # distillation settings (table2_distill.DISTILL_CANDIDATES) chosen among on the first
+    # seed's dev.
     retrain_schedules: tuple[int, ...] = ()
     distill_candidates: tuple[str, ...] = ("logits", "ranking")
 
@@ -99,15 +100,6 @@ QUICK_PLAN = TaskPlan((1e-4,), 1, (1,), (
     "--max_train_examples=64", "--max_eval_examples=32", "--max_seq_length=32",
     "--batch_size=16", "--eval_batch_size=16", "--timing_repeats=2"), 1, 1,
     longer_schedules=(2,), retrain_schedules=(2,), distill_candidates=("ranking",))
-# The distill stage's settings (run_glue.py flags), each retrained from the same search
-# weights as the plain retrain: the teacher's logits at T = 2, half the loss each (the
-# KL-divergence form of Hinton et al.; regression: the squared distance to the teacher's
-# score), and the same with the ranking term over the teacher's top 20 tokens.
-DISTILL_CANDIDATES = {
-    "logits": ("--distill=logits", "--distill_temperature=2", "--distill_alpha=0.5"),
-    "ranking": ("--distill=logits+ranking", "--distill_temperature=2", "--distill_alpha=0.5",
-                "--ranking_weight=0.1", "--ranking_top_k=20"),
-}
 # The measured speed-up runs under the FLOP bound (embeddings, classifier, extract layers).
 # A task's first seed is searched to the paper's speed-up x AIM; where that run measured
 # under the paper's, its JSON moves to table2/<task>/FIRST_AIM_RECORD and every seed is
@@ -380,107 +372,3 @@ def write_target_search(study: Study, task: str, folder: Path, command: str) -> 
         started=time.time() - search["wall_seconds"], commands=[command], overwrite=True)
     if study.commit:
         runner.commit_files(f"Table 2 study: {task} target search", path)
-
-
-def ablation_results(study: Study, task: str, start: Start) -> Path:
-    """The folder of the ablation runs from `start`'s baselines."""
-    return study.results(task) / f"ablation_{start.tag}"
-
-
-def ablation(study: Study, task: str, start: Start, seed: int) -> None:
-    """The task's `Study.ablation_plan`: Attn-WS and its selections from the same
-    search weights at each target, and the first k layers: one run per point, its JSON
-    <ablation_results(study, task, start)>/tradeoff_<task>_seed<s>_<point>.json."""
-    plan, ablation_plan = study.plan(task), study.ablation_plan(task)
-    results = ablation_results(study, task, start)
-    for name, targets, keep in ablation_plan.points():
-        tag = f"seed{seed}_{name}"
-        path = results / f"tradeoff_{task}_{tag}.json"
-        if path.is_file():
-            continue
-        base = baseline(study, task, start, seed)
-        command = [sys.executable, "experiments/tradeoff.py", f"--task={task}",
-                   f"--base_dir={base}",
-                   f"--output_dir={study.runs(task) / f'ablation_{start.tag}_seed{seed}'}",
-                   f"--results_dir={results}", f"--tag={tag}",
-                   f"--learning_rate={start.learning_rate:g}", f"--seed={seed}",
-                   f"--epochs={plan.retrain_epochs}", f"--search_epochs={plan.search_epochs}",
-                   f"--model={study.model}", f"--targets={targets}", f"--keep_layers={keep}",
-                   f"--selections={ablation_plan.selections}",
-                   *[f for f in study.common(task) if f.split("=")[0] in (
-                       "--max_train_examples", "--max_eval_examples", "--max_seq_length",
-                       "--data_dir")]]
-        runner.run_logged(command, study.runs(task) / f"ablation_{tag}.log",
-                          f"{task} ablation {tag}")
-        if study.commit:
-            runner.commit_files(f"Table 2 study: {task} ablation {tag}", path,
-                                path.with_suffix(".png"))
-
-
-def retrain_arm(study: Study, task: str, start: Start, seed: int, arm: str,
-                epochs: int) -> None:
-    """One retrain of the distill stage: from the seed's PoWER-BERT search weights (its
-    `power` run's search, run again into that folder where it is not on disk), `arm`
-    "plain" or a DISTILL_CANDIDATES setting, `epochs` epochs, then timed against the
-    baseline in the same process; its JSON <start.retrain_name(arm, epochs, seed)>.json."""
-    name = start.retrain_name(arm, epochs, seed)
-    if (study.results(task) / f"{name}.json").is_file():
-        return
-    power_folder, flags_ = _power_run(study, task, start, seed)
-    target = study.target(task)
-    searched = power_folder / task / "search" / "run.json"
-    if searched.is_file() and json.loads(searched.read_text())["target_speedup"] != target:
-        raise PowerBertError(f"{searched.parent} was searched to another target than "
-                             f"{target:g}x: remove {power_folder} to run it again")
-    started, commands = time.time(), []
-    if not searched.is_file():
-        runner.run_glue(power_folder, task, "search", flags_, power_folder / "log.txt")
-        commands.append(_command(task, power_folder, "search", flags_))
-    folder = study.runs(task) / name
-    for phase in ("finetune", "search"):  # the seed's teacher and search weights
-        link = folder / task / phase
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to((power_folder / task / phase).resolve(), target_is_directory=True)
-    distill_flags = list(DISTILL_CANDIDATES.get(arm, ()))
-    arm_flags = [f for f in flags_ if not f.startswith("--retrain_epochs=")] + [
-        f"--retrain_epochs={epochs}", *distill_flags]
-    runner.run_glue(folder, task, "retrain", arm_flags, folder / "log.txt")
-    commands.append(_command(task, folder, "retrain", arm_flags))
-    run = _read_run(folder, task, "retrain")
-    comparison, metric = run["comparison"], run["comparison"]["metric"]
-    best = max(run["history"], key=lambda h: h["dev"][metric])
-    study.record(task, name, {
-        "arm": arm, "seed": seed, "baseline": start.name(seed),
-        "search": f"{start.power_name(seed)}/{task}/search", "retrain_epochs": epochs,
-        "distill_flags": distill_flags, "metric": metric, "target_speedup": target,
-        "baseline_dev": comparison["baseline"]["dev"][metric],
-        "power_bert_dev": comparison["power_bert"]["dev"][metric],
-        "best_epoch": best["epoch"], "retention": comparison["retention"],
-        "flop_bound": comparison["flop_bound"], "speedup": comparison["speedup"],
-        "speedup_spread": comparison["speedup_spread"], "teacher": run.get("teacher"),
-        "history": [{"epoch": h["epoch"], "dev": h["dev"], "seconds": h["seconds"],
-                     "train_loss": h["train_loss"]} for h in run["history"]],
-        "retrain_wall_seconds": run["wall_seconds"]}, started, commands)
-
-
-def distill(study: Study, task: str, start: Start, seeds: tuple[int, ...]) -> None:
-    """The distill stage (results_table.DISTILL_RULE): on the first seed the plain
-    retrain and every candidate setting at every retrain schedule, then on the other
-    `seeds` the chosen plain and distilled arms."""
-    plan = study.plan(task)
-    first = plan.seeds[0]
-    if first in seeds:
-        for arm in ("plain", *plan.distill_candidates):
-            for epochs in plan.retrain_grid:
-                retrain_arm(study, task, start, first, arm, epochs)
-    runs = load(study.results(task))
-    chosen = [choose_retrain(runs, start, first, arms, plan.retrain_grid)
-              for arms in (("plain",), plan.distill_candidates)]
-    if None in chosen:
-        print(f"{task}: the distill stage's other seeds wait for seed {first}'s choice",
-              flush=True)
-        return
-    for seed in [seed for seed in seeds if seed != first]:
-        for arm, epochs in chosen:
-            retrain_arm(study, task, start, seed, arm, epochs)

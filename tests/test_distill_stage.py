@@ -2,8 +2,9 @@
 search weights, chosen once per task on the first seed's dev, paired by seed."""
 import json
 
-from experiments import runner, table2_runs
-from experiments.results_table import Start, distill_summary, distill_table, load
+from experiments import runner, table2_distill, table2_runs
+from experiments.distill_results import distill_summary, distill_table
+from experiments.results_table import Start, load
 
 # dev spearman of a fake retrain by (arm flag, epochs); seed s adds s / 1000
 DEV = {("none", 3): 0.80, ("none", 10): 0.82, ("logits", 3): 0.83, ("logits", 10): 0.81,
@@ -43,7 +44,7 @@ def test_the_distill_stage_pairs_both_arms_on_the_same_search(tmp_path, monkeypa
     start, plan = Start(1e-4, None, 10), table2_runs.PLANS["STS-B"]
     assert plan.retrain_grid == (3, 10)
 
-    table2_runs.distill(study, "STS-B", start, plan.seeds)
+    table2_distill.distill(study, "STS-B", start, plan.seeds)
     retrains = [(name, values["seed"]) for name, phase, values in calls if phase == "retrain"]
     first = [name for name, seed in retrains if seed == "1"]
     assert first == [start.retrain_name(arm, e, 1) for arm in ("plain", "logits", "ranking")
@@ -69,7 +70,7 @@ def test_the_distill_stage_pairs_both_arms_on_the_same_search(tmp_path, monkeypa
     assert record["power_bert_dev"] == 0.842 and record["search"].startswith("power_")
 
     calls.clear()
-    table2_runs.distill(study, "STS-B", start, plan.seeds)
+    table2_distill.distill(study, "STS-B", start, plan.seeds)
     assert calls == []  # every run's JSON exists: skipped
 
     row = distill_summary("STS-B", runs, start, plan.seeds, plan.distill_candidates,
@@ -89,5 +90,5 @@ def test_the_other_seeds_wait_for_the_first_seeds_choice(tmp_path, monkeypatch, 
     (base / "STS-B" / "finetune").mkdir(parents=True)
     monkeypatch.setattr(table2_runs, "baseline", lambda study, task, start, seed: base)
     study = table2_runs.Study(tmp_path / "runs", tmp_path / "results", quick=False)
-    table2_runs.distill(study, "STS-B", Start(1e-4, None, 10), (2, 3))
+    table2_distill.distill(study, "STS-B", Start(1e-4, None, 10), (2, 3))
     assert calls == [] and "wait for seed 1's choice" in capsys.readouterr().out
