@@ -22,7 +22,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from power_bert_tf.errors import PowerBertError
-from power_bert_tf.weights.google import checkpoint_prefix
+from power_bert_tf.weights.google import open_checkpoint
 
 ARCHITECTURES = {"bert": "BertForSequenceClassification",
                  "albert": "AlbertForSequenceClassification"}
@@ -172,14 +172,7 @@ def read_classifier_head(folder: str | Path) -> ClassifierHead:
 def _read_google_head(folder: Path, config_file: str) -> ClassifierHead:
     """`output_weights` and `output_bias` of a Google BERT / ALBERT checkpoint fine-tuned
     by run_classifier.py (the names its `create_model` gives the head)."""
-    import tensorflow as tf
-
-    prefix = checkpoint_prefix(folder)
-    try:
-        reader = tf.train.load_checkpoint(str(prefix))
-    except (tf.errors.OpError, ValueError) as error:
-        raise PowerBertError(f"{prefix}: cannot read TF checkpoint "
-                             f"({str(error).splitlines()[0]})") from None
+    reader = open_checkpoint(folder)
     shapes = reader.get_variable_to_shape_map()
     if not all(name in shapes for name in GOOGLE_HEAD):
         raise PowerBertError(f"{folder} has no classifier weights (output_weights, "

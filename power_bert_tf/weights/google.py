@@ -21,12 +21,18 @@ def checkpoint_prefix(folder: Path) -> Path:
     return indexes[0].with_suffix("")
 
 
-def read_google_tensors(folder: Path) -> dict[str, np.ndarray]:
-    """All variables of the folder's checkpoint, read with `tf.train.load_checkpoint`."""
+def open_checkpoint(folder: Path):
+    """The folder's checkpoint as a `tf.train.load_checkpoint` reader; one-line error
+    when it cannot be read."""
     prefix = checkpoint_prefix(folder)
     try:
-        reader = tf.train.load_checkpoint(str(prefix))
+        return tf.train.load_checkpoint(str(prefix))
     except (tf.errors.OpError, ValueError) as error:
         raise PowerBertError(f"{prefix}: cannot read TF checkpoint "
                              f"({str(error).splitlines()[0]})") from None
+
+
+def read_google_tensors(folder: Path) -> dict[str, np.ndarray]:
+    """All variables of the folder's checkpoint."""
+    reader = open_checkpoint(folder)
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
