@@ -64,7 +64,10 @@ def retrain_arm(study: Study, task: str, start: Start, seed: int, arm: str,
         "power_bert_dev": comparison["power_bert"]["dev"][metric],
         "best_epoch": best["epoch"], "retention": comparison["retention"],
         "flop_bound": comparison["flop_bound"], "speedup": comparison["speedup"],
-        "speedup_spread": comparison["speedup_spread"], "teacher": run.get("teacher"),
+        "speedup_spread": comparison["speedup_spread"],
+        "served": {setting: {"speedup": served["speedup"], "flop_bound": served["flop_bound"]}
+                   for setting, served in comparison["served"].items()},
+        "teacher": run.get("teacher"),
         "history": [{"epoch": h["epoch"], "dev": h["dev"], "seconds": h["seconds"],
                      "train_loss": h["train_loss"]} for h in run["history"]],
         "retrain_wall_seconds": run["wall_seconds"]}, started, commands)

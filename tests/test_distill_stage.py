@@ -28,7 +28,9 @@ def _fake_run_glue(calls):
                                      "baseline": {"dev": {"spearman": 0.85}},
                                      "power_bert": {"dev": {"spearman": dev}},
                                      "retention": [40, 20], "flop_bound": 2.2,
-                                     "speedup": 2.1, "speedup_spread": {"min": 2.0}}}
+                                     "speedup": 2.1, "speedup_spread": {"min": 2.0},
+                                     "served": {"bucketed_sorted": {
+                                         "speedup": {"median": 1.6}, "flop_bound": 1.7}}}}
         (phase_dir / "run.json").write_text(json.dumps(record))
         return 1.0
     return run_glue
@@ -68,6 +70,7 @@ def test_the_distill_stage_pairs_both_arms_on_the_same_search(tmp_path, monkeypa
     assert "--retrain_epochs=10" in record["command"] and record["git_commit"]
     assert record["cpu"]["name"] and record["wall_seconds"] >= 0
     assert record["power_bert_dev"] == 0.842 and record["search"].startswith("power_")
+    assert record["served"]["bucketed_sorted"] == {"speedup": {"median": 1.6}, "flop_bound": 1.7}
 
     calls.clear()
     table2_distill.distill(study, "STS-B", start, plan.seeds)
