@@ -299,6 +299,47 @@ def test_the_export_is_fused_and_reports_its_fused_operators(exported):
     assert meta["fused_operators"][INT8_FILE]["SkipLayerNormalization"] == 2 * FUSED_LAYERS
 
 
+def _passes_applied(path) -> dict[str, int]:
+    """What the graph passes (serving.onnx_passes) left behind in the file at `path`."""
+    import onnx
+
+    nodes = list(onnx.load(str(path)).graph.node)
+    producer = {name: node for node in nodes for name in node.output}
+    op = lambda name: producer[name].op_type if name in producer else None  # noqa: E731
+    return {
+        # a head's bias Add after its Reshape (the pass moves it before, into the MatMul)
+        "bias_after_reshape": sum(n.op_type == "Add" and op(n.input[0]) == "Reshape"
+                                  and op(producer[n.input[0]].input[0]) == "MatMul"
+                                  for n in nodes),
+        # softmax inputs written x * m + c * (1 - m) (the pass leaves x + c * (1 - m))
+        "selects_before_softmax": sum(n.op_type == "Softmax" and op(n.input[0]) == "Add"
+                                      and all(op(i) == "Mul" for i in producer[n.input[0]].input)
+                                      for n in nodes),
+        # Hard-Extract gathering the attention block's LayerNorm (the pass gathers its inputs)
+        # (the attention block's: its MatMul reads the heads' context, not a GELU)
+        "gathers_after_norm": sum(n.op_type == "GatherND"
+                                  and op(n.input[0]) == "SkipLayerNormalization"
+                                  and any(op(i) == "MatMul"
+                                          and op(producer[i].input[0]) == "Reshape"
+                                          for i in producer[n.input[0]].input) for n in nodes),
+        "gathered_contexts": sum(n.op_type == "GatherND" and n.name.endswith("/context")
+                                 for n in nodes),
+        "softmaxes": sum(n.op_type == "Softmax" for n in nodes)}
+
+
+def test_the_graph_passes_leave_fewer_and_smaller_operators(exported, plain_model, tmp_path):
+    from power_bert_tf.serving.onnx import convert
+
+    power = _passes_applied(exported["path"] / MODEL_FILE)
+    assert power["softmaxes"] == FUSED_LAYERS
+    assert power["bias_after_reshape"] == power["selects_before_softmax"] == 0
+    assert power["gathers_after_norm"] == 0
+    assert power["gathered_contexts"] == FUSED_LAYERS  # each layer's LayerNorm on l_j rows
+    plain = _passes_applied(convert(plain_model, tmp_path / "plain.onnx", N, 4))
+    assert plain["bias_after_reshape"] == plain["selects_before_softmax"] == 0
+    assert plain["gathered_contexts"] == 0 and plain["softmaxes"] == FUSED_LAYERS
+
+
 @pytest.mark.parametrize("batch_size", [None, 4])
 def test_fused_plain_export_equals_tf_and_the_unfused_graph(plain_model, tmp_path, batch_size):
     from power_bert_tf.serving.onnx import convert

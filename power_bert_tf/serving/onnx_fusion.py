@@ -36,6 +36,7 @@ import collections
 
 import numpy as np
 
+from power_bert_tf.serving.onnx_passes import run_passes
 from power_bert_tf.serving.onnx_patterns import (SQRT2, Graph, match_dense_reshapes,
                                                  match_gelu, match_layer_norm,
                                                  match_transposed_product)
@@ -190,6 +191,8 @@ def fuse(source, target, num_heads: int, hidden_size: int) -> dict[str, int]:
     options.enable_shape_inference = False  # needs sympy; the shapes are static here
     optimized = optimize_model(model, "bert", num_heads=num_heads, hidden_size=hidden_size,
                                optimization_options=options, opt_level=0)
+    counts.update({f"rewritten_{key}": value
+                   for key, value in run_passes(optimized.model).items()})
     rename_gemm_tensors(optimized.model)
     optimized.save_model_to_file(str(target))
     return {**counts, **fused_counts(onnx.load(str(target)))}
