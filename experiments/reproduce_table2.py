@@ -94,8 +94,9 @@ flags.DEFINE_string("results_dir", None, "Where table2/, table2.md and the figur
 flags.DEFINE_string("data_dir", None, "GLUE data root. Default: $GLUE_DIR, else ../shared/glue.")
 flags.DEFINE_string("model", "embedded", "run_glue.py --model: pre-trained weights.")
 flags.DEFINE_list("seeds", [], "Seeds the per-seed stages (seeds, budget, the levers, "
-                  "distill, relative, ablation) run, in this order, each of every task's plan (e.g. 2,3 to "
-                  "run the seeds whose models are on disk first). Default: the plan's.")
+                  "distill, relative, ablation) run, in this order, each of every task's "
+                  "plan (e.g. 2,3 to run the seeds whose models are on disk first). "
+                  "Default: the plan's.")
 FLAGS = flags.FLAGS
 
 

@@ -25,6 +25,7 @@ def _fake_run_glue(calls):
             record.update(target_speedup=float(values["target_speedup"]),
                           mode=values["retention_mode"], flop_bound=2.3)
         elif phase == "evaluate":
+            sorted_speedup = (2.2, 2.3, 2.4)[seed - 1]
             record.update({
                 "metric": "spearman", "baseline": {"dev": {"spearman": 0.85},
                                                    "ms_per_batch": 500.0},
@@ -35,7 +36,7 @@ def _fake_run_glue(calls):
                 "served": {setting: {"speedup": {"median": speedup}, "flop_bound": 2.3,
                                      "batches": 4}
                            for setting, speedup in (("bucketed", 2.6),
-                                                    ("bucketed_sorted", (2.2, 2.3, 2.4)[seed - 1]))}})
+                                                    ("bucketed_sorted", sorted_speedup))}})
         (phase_dir / "run.json").write_text(json.dumps(record))
         return 1.0
     return run_glue
