@@ -158,9 +158,20 @@ def test_table_from_committed_results(tmp_path):
                                                    (0.84, 0.84, 2.1)], start=1):
         (runs / f"power_lr5e-05_e5_seed{seed}.json").write_text(json.dumps(
             _power(seed, base, power, speedup)))
+    for seed, (base, power, speedup) in enumerate([(0.80, 0.80, 2.1), (0.82, 0.79, 2.3)],
+                                                  start=1):  # the relative stage's
+        (runs / f"relative_lr5e-05_e5_seed{seed}.json").write_text(json.dumps({
+            **_power(seed, base, power, 3.0), "retrain_setting": "plain", "retrain_epochs": 3,
+            "served": {setting: {"speedup": {"median": speedup}, "flop_bound": 2.2}
+                       for setting in ("bucketed", "bucketed_sorted")}}))
     result = _run("--notrain", "--tasks=STS-B,RTE", f"--output_dir={tmp_path / 'none'}",
                   f"--results_dir={tmp_path / 'results'}")
     assert result.returncode == 0, result.stderr[-2000:]
+    relative = json.loads((tmp_path / "results" / "table2_summary.json").read_text())["relative"]
+    assert [(r["task"], r["seeds"], r["verdict"]) for r in relative] == [
+        ("STS-B", [1, 2], "misses: loses 1.5 points (more than 1)")]  # 2.3x >= 2.0x
+    assert "| STS-B | spearman | 2 | 81.0 ± 1.4 | 81.3 ± 2.4 | 79.5 ± 0.7 | -1.5 ± 2.1 " in (
+        tmp_path / "results" / "table2.md").read_text().split("## Relative retention")[1]
     rows = _rows(tmp_path / "results" / "table2.md")
     assert rows["RTE"][0] == "not finished"
     sts = rows["STS-B"]
