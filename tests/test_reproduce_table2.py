@@ -73,6 +73,10 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert target["retention"] == power["retention"]
     assert [c.split("--phase=")[1].split()[0] for c in power["commands"]] == [
         "search", "retrain", "evaluate"]
+    relative = json.loads((runs / f"relative_{chosen}_seed1.json").read_text())
+    assert relative["baseline"] == power["baseline"] and relative["retention_mode"] == "relative"
+    assert all("--retention_mode=relative" in c for c in relative["commands"])
+    assert relative["served"]["bucketed_sorted"]["speedup"]["median"] > 0
     grouped = json.loads((runs / f"grouped_{chosen}_seed1.json").read_text())
     assert grouped["arm"] == "grouped" and "--length_grouping=50" in grouped["command"]
     assert "## Length grouping (--length_grouping=50)" in (out / "table2.md").read_text()
