@@ -84,6 +84,7 @@ def test_the_distill_stage_pairs_both_arms_on_the_same_search(tmp_path, monkeypa
     table = distill_table([row])
     assert "| STS-B | spearman | 3 | 85.0 ± 0.0 | 82.2 ± 0.1 (10) | 84.2 ± 0.1 (ranking, 10) " \
            "| +2.0 ± 0.0 | -2.8 ± 0.1 | -0.8 ± 0.1 | " in table
+    assert row["speedup_sorted_buckets"] == 1.6 and "| 2.2x / 2.10x | 1.60x |" in table
 
 
 def test_the_other_seeds_wait_for_the_first_seeds_choice(tmp_path, monkeypatch, capsys):
