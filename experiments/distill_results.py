@@ -80,3 +80,36 @@ def distill_table(rows: list[dict]) -> str:
 
 def _speedup(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.2f}x"
+
+
+def distill_runs(task: str, runs: dict[str, dict]) -> list[dict]:
+    """Every finished retrain of the distill stage for `task` (any seed, arm and schedule),
+    the rows of `distill_runs_table`."""
+    rows = []
+    for name, run in sorted(runs.items()):
+        if not name.startswith("retrain_") or "arm" not in run:
+            continue
+        sorted_buckets = run.get("served", {}).get("bucketed_sorted")
+        rows.append({"task": task, "seed": run["seed"], "arm": run["arm"],
+                     "epochs": run["retrain_epochs"], "best_epoch": run["best_epoch"],
+                     "metric": run["metric"], "baseline": run["baseline_dev"],
+                     "power_bert": run["power_bert_dev"], "speedup": run["speedup"]["median"]
+                     if isinstance(run["speedup"], dict) else run["speedup"],
+                     "speedup_sorted_buckets": sorted_buckets["speedup"]["median"]
+                     if sorted_buckets else None})
+    return rows
+
+
+def distill_runs_table(rows: list[dict]) -> str:
+    """Markdown of every distill-stage retrain, one row each."""
+    lines = ["| task | seed | arm | retrain epochs (best) | metric | BERT | PoWER-BERT "
+             "| change | speed-up, padded | over BERT in sorted length buckets |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["task"], r["seed"], r["epochs"], r["arm"] != "plain",
+                                         r["arm"])):
+        lines.append(
+            f"| {r['task']} | {r['seed']} | {r['arm']} | {r['epochs']} ({r['best_epoch']}) "
+            f"| {r['metric']} | {100 * r['baseline']:.1f} | {100 * r['power_bert']:.1f} "
+            f"| {100 * (r['power_bert'] - r['baseline']):+.1f} | {r['speedup']:.2f}x "
+            f"| {_speedup(r['speedup_sorted_buckets'])} |")
+    return "\n".join(lines) + "\n"

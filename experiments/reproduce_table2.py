@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments import ablation_figure, runner, target_search_figure  # noqa: E402
 from experiments.results_table import lever as lever_row  # noqa: E402
-from experiments.distill_results import (DISTILL_RULE, distill_summary,  # noqa: E402
-                                         distill_table)
+from experiments.distill_results import (DISTILL_RULE, distill_runs,  # noqa: E402
+                                         distill_runs_table, distill_summary, distill_table)
 from experiments.results_table import (NO_DATA, first_aim_line, lever_table, load,  # noqa: E402
                                        power_starts, retrained_baseline_lines, summarize,
                                        table2, with_readme_table)
@@ -252,7 +252,8 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                          "seconds per epoch, dev pass included, under whatever ran beside; "
                          "shown only where both runs of each pair ran on one kind of "
                          "CPU.\n\n" + lever_table(rows))
-    if distilled:
+    retrains = [row for task, runs in with_data.items() for row in distill_runs(task, runs)]
+    if distilled or retrains:
         settings = "; ".join(f"`{name}`: {' '.join(flags_)}"
                              for name, flags_ in DISTILL_CANDIDATES.items())
         markdown += ("\n## Distillation from the fine-tuned model (--distill)\n\n"
@@ -260,7 +261,11 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                      "distillation from that seed's baseline (docs/method.md, "
                      "\"Distillation\"); change: distilled minus plain, mean ± std over "
                      f"the paired seeds. {DISTILL_RULE} Settings: {settings}.\n\n"
-                     + distill_table(distilled))
+                     + (distill_table(distilled) if distilled else
+                        "No task has its first seed's choice yet.\n")
+                     + "\nEvery retrain of the stage so far (best dev epoch kept; change "
+                     "against the seed's baseline, points x100):\n\n"
+                     + distill_runs_table(retrains))
     markdown += relative_section(relatives)
     (study.results_dir / "table2.md").write_text(markdown)
     return markdown

@@ -3,7 +3,8 @@ search weights, chosen once per task on the first seed's dev, paired by seed."""
 import json
 
 from experiments import runner, table2_distill, table2_runs
-from experiments.distill_results import distill_summary, distill_table
+from experiments.distill_results import (distill_runs, distill_runs_table, distill_summary,
+                                         distill_table)
 from experiments.results_table import Start, load
 
 # dev spearman of a fake retrain by (arm flag, epochs); seed s adds s / 1000
@@ -85,6 +86,11 @@ def test_the_distill_stage_pairs_both_arms_on_the_same_search(tmp_path, monkeypa
     assert "| STS-B | spearman | 3 | 85.0 ± 0.0 | 82.2 ± 0.1 (10) | 84.2 ± 0.1 (ranking, 10) " \
            "| +2.0 ± 0.0 | -2.8 ± 0.1 | -0.8 ± 0.1 | " in table
     assert row["speedup_sorted_buckets"] == 1.6 and "| 2.2x / 2.10x | 1.60x |" in table
+    every = distill_runs("STS-B", runs)
+    assert len(every) == 6 + 2 * 2  # seed 1: 3 arms x 2 schedules; seeds 2, 3: 2 arms
+    lines = distill_runs_table(every).splitlines()
+    assert "| STS-B | 1 | plain | 3 (1) | spearman | 85.0 | 80.1 | -4.9 | 2.10x | 1.60x |" \
+        == lines[2]
 
 
 def test_the_other_seeds_wait_for_the_first_seeds_choice(tmp_path, monkeypatch, capsys):
