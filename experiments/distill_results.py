@@ -45,6 +45,8 @@ def distill_summary(task: str, runs: dict[str, dict], start: Start, seeds: tuple
     without, with_ = ([run["power_bert_dev"] for run in side] for side in zip(*pairs))
     baseline = [a["baseline_dev"] for a, _ in pairs]
     speedups = sorted(b["speedup"] for _, b in pairs)
+    sorted_buckets = sorted(b["served"]["bucketed_sorted"]["speedup"]["median"]
+                            for _, b in pairs if "served" in b)
     return {"task": task, "metric": pairs[0][0]["metric"], "seeds": [a["seed"] for a, _ in pairs],
             "plain_schedule": plain[1], "setting": chosen[0], "schedule": chosen[1],
             "flags": pairs[0][1]["distill_flags"], "baseline": mean_std(baseline),
@@ -52,15 +54,18 @@ def distill_summary(task: str, runs: dict[str, dict], start: Start, seeds: tuple
             "change": mean_std([b - a for a, b in zip(without, with_)]),
             "plain_vs_baseline": mean_std([a - b for a, b in zip(without, baseline)]),
             "distilled_vs_baseline": mean_std([a - b for a, b in zip(with_, baseline)]),
-            "speedup": speedups[len(speedups) // 2], "target": pairs[0][1]["target_speedup"]}
+            "speedup": speedups[len(speedups) // 2], "target": pairs[0][1]["target_speedup"],
+            "speedup_sorted_buckets": (sorted_buckets[len(sorted_buckets) // 2]
+                                       if sorted_buckets else None)}
 
 
 def distill_table(rows: list[dict]) -> str:
     """Markdown of the distill stage's `distill_summary` rows."""
     lines = ["| task | metric | seeds | BERT | PoWER-BERT, plain (retrain epochs) "
              "| PoWER-BERT, distilled (setting, epochs) | paired change | plain vs BERT "
-             "| distilled vs BERT | target / measured speed-up (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| distilled vs BERT | target / measured speed-up (median) "
+             "| over BERT in sorted length buckets (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["task"]):
         lines.append(
             f"| {r['task']} | {r['metric']} | {len(r['seeds'])} | {pm(r['baseline'])} "
@@ -68,5 +73,10 @@ def distill_table(rows: list[dict]) -> str:
             f"({r['setting']}, {r['schedule']}) | {pm(r['change'], sign=True)} "
             f"| {pm(r['plain_vs_baseline'], sign=True)} "
             f"| {pm(r['distilled_vs_baseline'], sign=True)} "
-            f"| {r['target']:g}x / {r['speedup']:.2f}x |")
+            f"| {r['target']:g}x / {r['speedup']:.2f}x "
+            f"| {_speedup(r.get('speedup_sorted_buckets'))} |")
     return "\n".join(lines) + "\n"
+
+
+def _speedup(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.2f}x"

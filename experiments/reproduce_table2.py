@@ -23,6 +23,10 @@ For each task with data, in stages (each stage over every task before the next):
            distillation from its baseline (--distill), paired by seed at the same target;
            the settings and the retrain schedule (3 or 10 epochs) chosen once per task on
            the first seed's dev (distill_results.DISTILL_RULE);
+  relative every seed's baseline searched, retrained and evaluated with
+           --retention_mode=relative (ceil(f_j * T) of an input's T word-pieces kept) to the
+           paper's speed-up x AIM over length-bucketed plain BERT, with the distill stage's
+           chosen retrain (experiments/table2_relative.py);
   ablation (SST-2, RTE) Attn-WS, Head-WS and Rand-WS from the same search weights at
            targets 2, 3, 4, 6x, and the first k layers (experiments/tradeoff.py), every
            seed, one run per seed and point; (CoLA) Attn-WS alone at 2 and 3x, under the
@@ -58,6 +62,8 @@ from experiments.results_table import (NO_DATA, first_aim_line, lever_table, loa
                                        table2, with_readme_table)
 from experiments.table2_ablation import ablation  # noqa: E402
 from experiments.table2_distill import DISTILL_CANDIDATES, distill  # noqa: E402
+from experiments.relative_results import relative_section, relative_summary  # noqa: E402
+from experiments.table2_relative import relative  # noqa: E402
 from experiments.table2_runs import (AIM, MARGIN,  # noqa: E402
                                      LEVER_TASKS, LEVERS, SMALL, Study,
                                      baseline, finetune, power, target_search)
@@ -68,7 +74,7 @@ from power_bert_tf.errors import PowerBertError  # noqa: E402
 
 TASKS = ("CoLA", "RTE", "QQP", "MRPC", "SST-2", "MNLI-m", "MNLI-mm", "QNLI", "STS-B")
 STAGES = ("grid", "search", "power", "seeds", "budget", *(lever.stage for lever in LEVERS),
-          "distill", "ablation")
+          "distill", "relative", "ablation")
 LEVERS_BY_STAGE = {lever.stage: lever for lever in LEVERS}
 ANALYSES = ("diffusion", "scoring", "elimination", "retention")
 RESULTS_DIR, README = ROOT / "experiments" / "results", ROOT / "README.md"
@@ -88,8 +94,9 @@ flags.DEFINE_string("results_dir", None, "Where table2/, table2.md and the figur
 flags.DEFINE_string("data_dir", None, "GLUE data root. Default: $GLUE_DIR, else ../shared/glue.")
 flags.DEFINE_string("model", "embedded", "run_glue.py --model: pre-trained weights.")
 flags.DEFINE_list("seeds", [], "Seeds the per-seed stages (seeds, budget, the levers, "
-                  "ablation) run, in this order, each of every task's plan (e.g. 2,3 to "
-                  "run the seeds whose models are on disk first). Default: the plan's.")
+                  "distill, relative, ablation) run, in this order, each of every task's "
+                  "plan (e.g. 2,3 to run the seeds whose models are on disk first). "
+                  "Default: the plan's.")
 FLAGS = flags.FLAGS
 
 
@@ -127,6 +134,9 @@ def run_stage(study: Study, stage: str, task: str, only: tuple[int, ...] = ()) -
                      extra=(lever.flag,))
     elif stage == "distill":
         distill(study, task, start, seeds)
+    elif stage == "relative":
+        for seed in seeds:
+            relative(study, task, start, seed)
     elif stage == "ablation" and study.ablation_plan(task):
         for seed in seeds:
             ablation(study, task, start, seed)
@@ -172,9 +182,13 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                  for row in [distill_summary(task, with_data[task], start, plan.seeds,
                                              plan.distill_candidates, plan.retrain_grid)]
                  if row]
+    rows = {s["task"]: s for s in summaries}
+    relatives = [row for task, start in starts.items() if start is not None
+                 for row in [relative_summary(task, with_data[task], start,
+                                              study.plan(task).seeds, rows.get(task))] if row]
     summary = {"summaries": summaries, "not_chosen": others, "missing": missing,
                "levers": {lever.arm: rows for lever, rows in levers.items()},
-               "distill": distilled,
+               "distill": distilled, "relative": relatives,
                "command": " ".join(["python", *sys.argv]),
                "git_commit": runner.git_commit(),
                "wall_seconds": round(time.time() - started, 1)}
@@ -247,6 +261,7 @@ def build_table(study: Study, tasks: list[str], missing: dict[str, str]) -> str:
                      "\"Distillation\"); change: distilled minus plain, mean ± std over "
                      f"the paired seeds. {DISTILL_RULE} Settings: {settings}.\n\n"
                      + distill_table(distilled))
+    markdown += relative_section(relatives)
     (study.results_dir / "table2.md").write_text(markdown)
     return markdown
 

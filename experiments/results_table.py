@@ -9,7 +9,8 @@ to the target, retrain, evaluate from that seed's baseline) and `<arm>_<start>_s
 (the baseline with a training lever's flag: `grouped_` --length_grouping, `bf16_`
 --train_precision=bf16) and `retrain_<start>_<arm>_r<epochs>_seed<s>` (the distill stage: a
 retrain from that seed's PoWER-BERT search weights, `plain` or with a distillation setting,
-on a schedule of `epochs`).
+on a schedule of `epochs`) and `relative_<start>_seed<s>` (the relative stage: search,
+retrain and evaluate with --retention_mode=relative from that seed's baseline).
 """
 from __future__ import annotations
 
@@ -97,6 +98,11 @@ class Start:
         "plain" or a distillation setting, `epochs` its schedule, e.g.
         retrain_lr0.0001_e5_ranking_r10_seed1."""
         return f"retrain_{self.tag}_{arm}_r{epochs}_seed{seed}"
+
+    def relative_name(self, seed: int) -> str:
+        """The relative stage's run from this baseline (--retention_mode=relative), e.g.
+        relative_lr0.0001_e5_seed1."""
+        return f"relative_{self.tag}_seed{seed}"
 
     def longer(self, epochs: int) -> "Start":
         """The same start on a schedule `epochs` longer."""

@@ -79,9 +79,9 @@ def distill(study: Study, task: str, start: Start, seeds: tuple[int, ...]) -> No
     `seeds` the chosen plain and distilled arms."""
     plan = study.plan(task)
     first = plan.seeds[0]
-    if first in seeds:
-        for arm in ("plain", *plan.distill_candidates):
-            for epochs in plan.retrain_grid:
+    if first in seeds:  # the shorter schedule of every arm first: a session cut off
+        for epochs in plan.retrain_grid:  # has paired arms to compare sooner
+            for arm in ("plain", *plan.distill_candidates):
                 retrain_arm(study, task, start, first, arm, epochs)
     runs = load(study.results(task))
     chosen = [choose_retrain(runs, start, first, arms, plan.retrain_grid)

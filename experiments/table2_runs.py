@@ -2,7 +2,8 @@
 
 A run is a fine-tune (a grid point, a seed's baseline, or the same-budget control), a
 PoWER-BERT search + retrain + evaluate from a seed's baseline, a retrain of the distill
-stage (plain or distilled, from that run's search weights: table2_distill.py), or the
+stage (plain or distilled, from that run's search weights: table2_distill.py), a
+--retention_mode=relative run of the relative stage (table2_relative.py), or the
 ablation (table2_ablation.py); each is
 a `run_glue.py` (or `tradeoff.py`) subprocess whose result JSON, with its commands, git
 commit and wall time, goes to `<results_dir>/table2/<task>/`; a run whose JSON exists is

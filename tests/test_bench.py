@@ -60,7 +60,7 @@ def test_runtime_rows_side_by_side(tiny_run):
         # Both fused exports: TINY's 2 layers, one SkipLayerNormalization per residual.
         for model in ("plain", "power-bert"):
             counts = result.fused_operators[f"{model} ort fp32"]
-            assert counts["SkipLayerNormalization"] == 4 and counts["BiasGelu"] == 2
+            assert counts["SkipLayerNormalization"] == 4 and counts["Gelu"] == 2
             assert counts["LayerNormalization"] == 1
         assert set(result.fused_operators) >= set(ort_rows)
         if names == expected:

@@ -49,8 +49,8 @@ def test_the_distill_stage_pairs_both_arms_on_the_same_search(tmp_path, monkeypa
     table2_distill.distill(study, "STS-B", start, plan.seeds)
     retrains = [(name, values["seed"]) for name, phase, values in calls if phase == "retrain"]
     first = [name for name, seed in retrains if seed == "1"]
-    assert first == [start.retrain_name(arm, e, 1) for arm in ("plain", "logits", "ranking")
-                     for e in (3, 10)]  # the first seed: every setting and schedule
+    assert first == [start.retrain_name(arm, e, 1) for e in (3, 10)
+                     for arm in ("plain", "logits", "ranking")]  # every setting and schedule
     # the other seeds: the plain arm at its best schedule (10), the distilled at its best
     # (setting, schedule), ranking at 10 epochs
     assert [name for name, seed in retrains if seed != "1"] == [
@@ -84,6 +84,7 @@ def test_the_distill_stage_pairs_both_arms_on_the_same_search(tmp_path, monkeypa
     table = distill_table([row])
     assert "| STS-B | spearman | 3 | 85.0 ± 0.0 | 82.2 ± 0.1 (10) | 84.2 ± 0.1 (ranking, 10) " \
            "| +2.0 ± 0.0 | -2.8 ± 0.1 | -0.8 ± 0.1 | " in table
+    assert row["speedup_sorted_buckets"] == 1.6 and "| 2.2x / 2.10x | 1.60x |" in table
 
 
 def test_the_other_seeds_wait_for_the_first_seeds_choice(tmp_path, monkeypatch, capsys):

@@ -63,7 +63,7 @@ def test_layout_and_metadata(exported):
 
     graph = onnx.load(str(path / MODEL_FILE)).graph
     ops = {node.op_type for node in graph.node}
-    assert "BiasGelu" in ops and "TopK" in ops  # exact GELU, fused; static top-k
+    assert "Gelu" in ops and "TopK" in ops  # exact GELU, fused; static top-k
 
 
 def test_loading_runs_the_session_once_unless_told_not_to(exported):
@@ -286,17 +286,58 @@ def _op_counts(path):
 def test_the_export_is_fused_and_reports_its_fused_operators(exported):
     ops = _op_counts(exported["path"] / MODEL_FILE)
     # The embeddings' LayerNorm, then per layer two Add + LayerNorm -> SkipLayerNormalization
-    # and one bias Add + exact GELU -> BiasGelu; no decomposed LayerNorm or GELU is left.
+    # and one exact GELU -> Gelu; no decomposed LayerNorm or GELU is left.
     assert ops["LayerNormalization"] == 1
     assert ops["SkipLayerNormalization"] == 2 * FUSED_LAYERS
-    assert ops["BiasGelu"] == FUSED_LAYERS
+    assert ops["Gelu"] == FUSED_LAYERS and ops["BiasGelu"] == 0
     assert ops["Erf"] == 0 and ops["Sqrt"] == 0 and ops["Reciprocal"] == 0
     assert ops["Gemm"] == 2  # the pooler and the logits; every 3-D dense is a MatMul
     meta = json.loads((exported["path"] / "power_bert.json").read_text())
     counts = meta["fused_operators"][MODEL_FILE]
     assert counts["SkipLayerNormalization"] == 2 * FUSED_LAYERS
-    assert counts["BiasGelu"] == FUSED_LAYERS and counts["nodes"] == sum(ops.values())
+    assert counts["Gelu"] == FUSED_LAYERS and counts["nodes"] == sum(ops.values())
     assert meta["fused_operators"][INT8_FILE]["SkipLayerNormalization"] == 2 * FUSED_LAYERS
+
+
+def _passes_applied(path) -> dict[str, int]:
+    """What the graph passes (serving.onnx_passes) left behind in the file at `path`."""
+    import onnx
+
+    nodes = list(onnx.load(str(path)).graph.node)
+    producer = {name: node for node in nodes for name in node.output}
+    op = lambda name: producer[name].op_type if name in producer else None  # noqa: E731
+    return {
+        # a head's bias Add after its Reshape (the pass moves it before, into the MatMul)
+        "bias_after_reshape": sum(n.op_type == "Add" and op(n.input[0]) == "Reshape"
+                                  and op(producer[n.input[0]].input[0]) == "MatMul"
+                                  for n in nodes),
+        # softmax inputs written x * m + c * (1 - m) (the pass leaves x + c * (1 - m))
+        "selects_before_softmax": sum(n.op_type == "Softmax" and op(n.input[0]) == "Add"
+                                      and all(op(i) == "Mul" for i in producer[n.input[0]].input)
+                                      for n in nodes),
+        # Hard-Extract gathering the attention block's LayerNorm (the pass gathers its inputs)
+        # (the attention block's: its MatMul reads the heads' context, not a GELU)
+        "gathers_after_norm": sum(n.op_type == "GatherND"
+                                  and op(n.input[0]) == "SkipLayerNormalization"
+                                  and any(op(i) == "MatMul"
+                                          and op(producer[i].input[0]) == "Reshape"
+                                          for i in producer[n.input[0]].input) for n in nodes),
+        "gathered_contexts": sum(n.op_type == "GatherND" and n.name.endswith("/context")
+                                 for n in nodes),
+        "softmaxes": sum(n.op_type == "Softmax" for n in nodes)}
+
+
+def test_the_graph_passes_leave_fewer_and_smaller_operators(exported, plain_model, tmp_path):
+    from power_bert_tf.serving.onnx import convert
+
+    power = _passes_applied(exported["path"] / MODEL_FILE)
+    assert power["softmaxes"] == FUSED_LAYERS
+    assert power["bias_after_reshape"] == power["selects_before_softmax"] == 0
+    assert power["gathers_after_norm"] == 0
+    assert power["gathered_contexts"] == FUSED_LAYERS  # each layer's LayerNorm on l_j rows
+    plain = _passes_applied(convert(plain_model, tmp_path / "plain.onnx", N, 4))
+    assert plain["bias_after_reshape"] == plain["selects_before_softmax"] == 0
+    assert plain["gathered_contexts"] == 0 and plain["softmaxes"] == FUSED_LAYERS
 
 
 @pytest.mark.parametrize("batch_size", [None, 4])
@@ -309,7 +350,7 @@ def test_fused_plain_export_equals_tf_and_the_unfused_graph(plain_model, tmp_pat
     ops, before = _op_counts(fused), _op_counts(unfused)
     assert before["LayerNormalization"] == before["SkipLayerNormalization"] == 0
     assert before["Neg"] >= 2 * FUSED_LAYERS + 1  # Keras's x*inv + (-mean*inv + beta)
-    assert ops["SkipLayerNormalization"] == 2 * FUSED_LAYERS and ops["BiasGelu"] == FUSED_LAYERS
+    assert ops["SkipLayerNormalization"] == 2 * FUSED_LAYERS and ops["Gelu"] == FUSED_LAYERS
     assert ops["Neg"] == 0 and sum(ops.values()) < sum(before.values())
     import onnx
 

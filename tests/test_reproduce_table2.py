@@ -73,6 +73,10 @@ def test_quick_mode_runs_every_stage_and_resumes(tmp_path):
     assert target["retention"] == power["retention"]
     assert [c.split("--phase=")[1].split()[0] for c in power["commands"]] == [
         "search", "retrain", "evaluate"]
+    relative = json.loads((runs / f"relative_{chosen}_seed1.json").read_text())
+    assert relative["baseline"] == power["baseline"] and relative["retention_mode"] == "relative"
+    assert all("--retention_mode=relative" in c for c in relative["commands"])
+    assert relative["served"]["bucketed_sorted"]["speedup"]["median"] > 0
     grouped = json.loads((runs / f"grouped_{chosen}_seed1.json").read_text())
     assert grouped["arm"] == "grouped" and "--length_grouping=50" in grouped["command"]
     assert "## Length grouping (--length_grouping=50)" in (out / "table2.md").read_text()
@@ -158,9 +162,20 @@ def test_table_from_committed_results(tmp_path):
                                                    (0.84, 0.84, 2.1)], start=1):
         (runs / f"power_lr5e-05_e5_seed{seed}.json").write_text(json.dumps(
             _power(seed, base, power, speedup)))
+    for seed, (base, power, speedup) in enumerate([(0.80, 0.80, 2.1), (0.82, 0.79, 2.3)],
+                                                  start=1):  # the relative stage's
+        (runs / f"relative_lr5e-05_e5_seed{seed}.json").write_text(json.dumps({
+            **_power(seed, base, power, 3.0), "retrain_setting": "plain", "retrain_epochs": 3,
+            "served": {setting: {"speedup": {"median": speedup}, "flop_bound": 2.2}
+                       for setting in ("bucketed", "bucketed_sorted")}}))
     result = _run("--notrain", "--tasks=STS-B,RTE", f"--output_dir={tmp_path / 'none'}",
                   f"--results_dir={tmp_path / 'results'}")
     assert result.returncode == 0, result.stderr[-2000:]
+    relative = json.loads((tmp_path / "results" / "table2_summary.json").read_text())["relative"]
+    assert [(r["task"], r["seeds"], r["verdict"]) for r in relative] == [
+        ("STS-B", [1, 2], "misses: loses 1.5 points (more than 1)")]  # 2.3x >= 2.0x
+    assert "| STS-B | spearman | 2 | 81.0 ± 1.4 | 81.3 ± 2.4 | 79.5 ± 0.7 | -1.5 ± 2.1 " in (
+        tmp_path / "results" / "table2.md").read_text().split("## Relative retention")[1]
     rows = _rows(tmp_path / "results" / "table2.md")
     assert rows["RTE"][0] == "not finished"
     sts = rows["STS-B"]

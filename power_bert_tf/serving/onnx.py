@@ -7,7 +7,7 @@
                             int32 (B, N); outputs logits float32 (B, C) and, per layer j,
                             kept_positions_j int32 (B, l_j), the input positions it kept;
                             fused (`serving.onnx_fusion`): LayerNormalization,
-                            SkipLayerNormalization and BiasGelu (ONNX Runtime's contrib
+                            SkipLayerNormalization and Gelu (ONNX Runtime's contrib
                             operators, so it runs on ONNX Runtime)
         model_int8.onnx     the same with int8 weights and dynamically quantised
                             activations (ONNX Runtime `quantize_dynamic`), written when
@@ -109,7 +109,7 @@ def convert(model: BertClassifier, path: Path, sequence_length: int | None,
     same 38 quantised MatMuls as after tf2onnx's optimisers, and no slower a graph).
     `fused` then rewrites LayerNorm, GELU and the dense layers' reshapes and runs ONNX
     Runtime's transformer optimizer (`serving.onnx_fusion.fuse`: SkipLayerNormalization,
-    BiasGelu); False keeps tf2onnx's op-by-op graph.
+    Gelu, `serving.onnx_passes`); False keeps tf2onnx's op-by-op graph.
     """
     import onnx
     import tf2onnx
