@@ -79,13 +79,8 @@ def relative(study: Study, task: str, start: Start, seed: int) -> None:
         "baseline": start.name(seed), "metric": metric, "retention_mode": "relative",
         "target_speedup": target, "retrain_setting": setting, "retrain_epochs": epochs,
         "retrain_chosen_by": chosen_by, "distill_flags": distill_flags,
-        "baseline_dev": evaluate["baseline"]["dev"][metric],
-        "power_bert_dev": evaluate["power_bert"]["dev"][metric],
-        "retention": evaluate["retention"], "search_flop_bound": search["flop_bound"],
-        "flop_bound": evaluate["flop_bound"], "speedup": evaluate["speedup"],
-        "speedup_spread": evaluate["speedup_spread"],
-        "served": {setting_: {"speedup": served["speedup"], "flop_bound": served["flop_bound"]}
-                   for setting_, served in evaluate["served"].items()},
+        **table2_runs.comparison_record(evaluate, metric),
+        "search_flop_bound": search["flop_bound"],
         "baseline_ms_per_batch": evaluate["baseline"]["ms_per_batch"],
         "power_bert_ms_per_batch": evaluate["power_bert"]["ms_per_batch"],
         "phase_wall_seconds": {p: table2_runs._read_run(folder, task, p)["wall_seconds"]

@@ -311,6 +311,19 @@ def _power_run(study: Study, task: str, start: Start, seed: int) -> tuple[Path, 
                     *study.common(task)]
 
 
+def comparison_record(comparison: dict, metric: str) -> dict:
+    """What a study record keeps of an evaluate phase's (or a retrain's) timed comparison:
+    both dev metrics, the retention, the FLOP bound, the padded speed-up and its spread,
+    and the speed-ups served in length buckets."""
+    return {"baseline_dev": comparison["baseline"]["dev"][metric],
+            "power_bert_dev": comparison["power_bert"]["dev"][metric],
+            "retention": comparison["retention"], "flop_bound": comparison["flop_bound"],
+            "speedup": comparison["speedup"], "speedup_spread": comparison["speedup_spread"],
+            "served": {setting: {"speedup": served["speedup"],
+                                 "flop_bound": served["flop_bound"]}
+                       for setting, served in comparison["served"].items()}}
+
+
 def target_search(study: Study, task: str, start: Start, seed: int) -> None:
     """The search phase alone (the speed-up-on-demand record), ahead of retrain."""
     if not study.target_search_record(task).is_file():
@@ -342,13 +355,8 @@ def power(study: Study, task: str, start: Start, seed: int) -> None:
         "init_from": start.init_from, "baseline_epochs": start.epochs,
         "baseline": start.name(seed), "metric": metric, "target_speedup": target,
         "majority_dev": majority_dev(task, study.data_dir),
-        "baseline_dev": evaluate["baseline"]["dev"][metric],
-        "power_bert_dev": evaluate["power_bert"]["dev"][metric],
-        "retention": evaluate["retention"], "flop_bound": evaluate["flop_bound"],
-        "word_vector_bound": evaluate["word_vector_bound"], "speedup": evaluate["speedup"],
-        "speedup_spread": evaluate["speedup_spread"],
-        "served": {setting: {"speedup": served["speedup"], "flop_bound": served["flop_bound"]}
-                   for setting, served in evaluate["served"].items()},
+        **comparison_record(evaluate, metric),
+        "word_vector_bound": evaluate["word_vector_bound"],
         "baseline_ms_per_batch": evaluate["baseline"]["ms_per_batch"],
         "power_bert_ms_per_batch": evaluate["power_bert"]["ms_per_batch"],
         "search_masses": search["masses"],
