@@ -241,8 +241,7 @@ def cache_key(runtime_case: RuntimeCase, seed: int) -> str:
     from power_bert_tf.serving import onnx
 
     case = runtime_case.case
-    files = [Path(cases.__file__), Path(onnx.__file__),
-             Path(onnx.__file__).with_name("onnx_fusion.py"),
+    files = [Path(cases.__file__), *sorted(Path(onnx.__file__).parent.glob("onnx*.py")),
              Path(cases.__file__).with_name("peer.py"),
              Path(cases.__file__).with_name("peer_export.py"),
              *sorted(Path(model.__file__).parent.glob("*.py"))]
