@@ -2,6 +2,7 @@
 
     python experiments/tradeoff.py --task=SST-2 --max_train_examples=8000
     python experiments/tradeoff.py --task=MRPC
+    python experiments/tradeoff.py --task=CoLA --retention_mode=relative --targets=1.5,2,3,4
 
 One fine-tuned baseline (run_glue.py --phase=finetune, or --base_dir's), then
 - PoWER-BERT (Attn-WS): for each --targets speed-up (--target_speedup) and each
@@ -14,10 +15,16 @@ One fine-tuned baseline (run_glue.py --phase=finetune, or --base_dir's), then
   re-fine-tuned, then timed the same way (a simple structural baseline).
 Each point's time is its ms/batch over the baseline's, measured in one process on
 the same dev batches (run_glue.py's evaluate phase does exactly that), so points
-from runs under different machine load stay comparable.
+from runs under different machine load stay comparable. With --retention_mode=relative
+the PoWER-BERT, Head-WS and Rand-WS points keep fractions of each input's length and
+--targets are speed-ups over plain BERT served in the same length buckets (issue 47);
+the figure's time is then over plain BERT in sorted length buckets. The JSON's
+"within_one_point" names, per comparison, the fastest PoWER-BERT point within one point
+of the baseline's dev metric.
 
-Runs go to <output_dir>/<task>/<point>/ (resumable: finished points are skipped);
-results to <results_dir>/tradeoff_<task>.{json,png}.
+Runs go to <output_dir>/<task>/<point>/ (resumable: finished points are skipped; the
+relative mode's PoWER-BERT points are relative_<point>, the baseline and layer cuts are
+shared); results to <results_dir>/tradeoff_<task>[_relative][_<tag>].{json,png}.
 """
 from __future__ import annotations
 
@@ -43,9 +50,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NO_COMPARISON = "--nocompare_after_retrain"
 sys.path.insert(0, str(ROOT))
 from experiments import runner  # noqa: E402
+from experiments.tradeoff_results import summary_lines, within_one_point  # noqa: E402
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
+from power_bert_tf.model.retention import RETENTION_MODES  # noqa: E402
+from power_bert_tf.pipeline.evaluation import SERVED_SETTINGS  # noqa: E402
 from power_bert_tf.pipeline.layout import PhaseFolder  # noqa: E402
 from power_bert_tf.pipeline.search import search_collapsed  # noqa: E402
 
@@ -56,6 +66,13 @@ flags.DEFINE_list("lambdas", [], "Mass-loss weights of further PoWER-BERT points
                   "search each, steered by lambda instead of a target).")
 flags.DEFINE_list("selections", ["head", "random"], "Ablation strategies retrained with each "
                   "PoWER-BERT retention configuration.")
+flags.DEFINE_enum("retention_mode", "absolute", RETENTION_MODES, "Retention unit of every "
+                  "search, retrain and evaluate of the PoWER-BERT, Head-WS and Rand-WS points "
+                  "(run_glue.py --retention_mode): absolute (the paper's l_j counts at "
+                  "--max_seq_length; --targets are speed-ups padded to N) or relative "
+                  "(fractions f_j of each input's length; --targets are speed-ups over plain "
+                  "BERT served in the same length buckets). The layer-dropping points do not "
+                  "depend on it. Relative results go to tradeoff_<task>_relative[_<tag>].")
 flags.DEFINE_list("keep_layers", ["1", "2", "3", "4", "5"], "Layer-dropping points: how many "
                   "bottom layers to keep.")
 flags.DEFINE_integer("epochs", 1, "Epochs of every training phase (fine-tune, search, "
@@ -75,10 +92,14 @@ flags.DEFINE_string("output_dir", "checkpoints/tradeoff", "Where the runs go.")
 flags.DEFINE_string("base_dir", None, "A run_glue.py --output_dir whose finished <task>/finetune "
                     "(run.json) is the baseline to reuse. Default: fine-tune one into "
                     "<output_dir>/<task>/base.")
-flags.DEFINE_string("results_dir", "experiments/results", "Where tradeoff_<task>.{json,png} go.")
-flags.DEFINE_string("tag", None, "Results go to tradeoff_<task>_<tag>.{json,png} (e.g. a seed).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing tradeoff_<task>.json.")
+flags.DEFINE_string("results_dir", "experiments/results", "Where tradeoff_<task>.{json,png} go "
+                    "(tradeoff_<task>_relative.{json,png} with --retention_mode=relative).")
+flags.DEFINE_string("tag", None, "Results go to tradeoff_<task>[_relative]_<tag>.{json,png} "
+                    "(e.g. a seed).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing results file of this mode and tag.")
 FLAGS = flags.FLAGS
+# The served setting the relative mode's figure is drawn against (the dev set sorted by length).
+SORTED_BUCKETS = next(name for name, order in SERVED_SETTINGS.items() if order == "sorted")
 
 
 def _common_flags(search: bool = True) -> list[str]:
@@ -89,6 +110,14 @@ def _common_flags(search: bool = True) -> list[str]:
               "soft_extract_learning_rate": FLAGS.soft_extract_learning_rate if search else None,
               "model": FLAGS.model, "data_dir": FLAGS.data_dir, "seed": FLAGS.seed}
     return [f"--{name}={value}" for name, value in values.items() if value is not None]
+
+
+def results_path() -> Path:
+    """<results_dir>/tradeoff_<task>[_relative][_<tag>].json: a sweep of one mode never
+    overwrites the other's."""
+    mode = "_relative" if FLAGS.retention_mode == "relative" else ""
+    suffix = f"_{FLAGS.tag}" if FLAGS.tag else ""
+    return Path(FLAGS.results_dir) / f"tradeoff_{FLAGS.task}{mode}{suffix}.json"
 
 
 def run_glue(point_dir: Path, phase: str, *extra: str) -> None:
@@ -147,20 +176,34 @@ def drop_layers(base: Path, keep: int) -> dict:
     return json.loads(result_path.read_text())
 
 
+def plot_time(p: dict) -> float:
+    """A point's x: its time relative to BERT, padded to N (absolute mode), or in sorted
+    length buckets where the point has that comparison (relative mode)."""
+    served = p.get("served_speedups") or {}
+    if FLAGS.retention_mode == "relative" and served.get(SORTED_BUCKETS):
+        return round(1 / served[SORTED_BUCKETS], 4)
+    return p["relative_time"]
+
+
 def plot(points: list[dict], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
+    xlabel = "inference time relative to BERT (measured, dev set)"
+    if FLAGS.retention_mode == "relative":
+        xlabel = ("inference time relative to BERT in sorted length buckets\n(measured, dev "
+                  "set; points without that comparison: both padded to N)")
     styles = {"PoWER-BERT (Attn-WS)": "o-", "Head-WS": "s--", "Rand-WS": "^--",
               "drop top layers": "d:"}
     for kind, style in styles.items():
-        series = sorted((p for p in points if p["kind"] == kind),
-                        key=lambda p: p["relative_time"])
+        series = sorted((p for p in points if p["kind"] == kind), key=plot_time)
         if series:
-            axis.plot([p["relative_time"] for p in series], [p["dev"] for p in series], style,
+            axis.plot([plot_time(p) for p in series], [p["dev"] for p in series], style,
                       label=kind)
     baseline = points[0]["baseline_dev"]
     axis.plot([1.0], [baseline], "k*", markersize=12, label="BERT (fine-tuned)")
-    axis.set(xlabel="inference time relative to BERT (measured, dev set)",
-             ylabel=f"dev {points[0]['metric']}", title=f"{FLAGS.task}: accuracy vs time")
+    axis.set(xlabel=xlabel,
+             ylabel=f"dev {points[0]['metric']}",
+             title=f"{FLAGS.task}: accuracy vs time"
+             + (" (relative retention)" if FLAGS.retention_mode == "relative" else ""))
     axis.legend(fontsize=8)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
@@ -175,8 +218,7 @@ def main(argv):
     if unknown:
         raise PowerBertError(f"--selections: unknown {', '.join(sorted(unknown))}; "
                              f"use head, random")
-    suffix = f"_{FLAGS.tag}" if FLAGS.tag else ""
-    results = Path(FLAGS.results_dir) / f"tradeoff_{FLAGS.task}{suffix}.json"
+    results = results_path()
     if results.exists() and not FLAGS.overwrite:
         raise PowerBertError(f"{results} exists; pass --overwrite to replace it")
     started = time.time()
@@ -188,16 +230,18 @@ def main(argv):
                              "(no run.json); finish it with the command that began it")
     run_glue(base, "finetune", f"--epochs={FLAGS.base_epochs or FLAGS.epochs}")
     points, collapsed = [], []
-    searches = ([(f"target_{value}", f"target={value}x", f"--target_speedup={value}")
+    mode = f"--retention_mode={FLAGS.retention_mode}"
+    prefix = "relative_" if FLAGS.retention_mode == "relative" else ""  # not an absolute's
+    searches = ([(f"{prefix}target_{value}", f"target={value}x", f"--target_speedup={value}")
                  for value in FLAGS.targets]
-                + [(f"lambda_{value}", f"lambda={value}", f"--lambda={value}")
+                + [(f"{prefix}lambda_{value}", f"lambda={value}", f"--lambda={value}")
                    for value in FLAGS.lambdas])
     search_epochs = f"--search_epochs={FLAGS.search_epochs or FLAGS.epochs}"
     for name, label, steering in searches:
         attention = root / name
         share_phase(base, attention)
         try:
-            run_glue(attention, "search", steering, search_epochs)
+            run_glue(attention, "search", steering, search_epochs, mode)
         except PowerBertError:
             if not collapsed_search(attention):
                 raise
@@ -205,16 +249,16 @@ def main(argv):
             print(f"{label}: the search collapsed (every r at 0), no point", flush=True)
             collapsed.append(label.split("=", 1)[1])
             continue
-        run_glue(attention, "retrain", NO_COMPARISON)
-        run_glue(attention, "evaluate")
+        run_glue(attention, "retrain", NO_COMPARISON, mode)
+        run_glue(attention, "evaluate", mode)
         summary = evaluation(attention)
         points.append(point("PoWER-BERT (Attn-WS)", label, summary))
         for selection in FLAGS.selections:
             ablation = root / f"{name}_{selection}"
             share_phase(base, ablation)
             share_phase(attention, ablation, "search")  # the same start weights and counts
-            run_glue(ablation, "retrain", f"--selection={selection}", NO_COMPARISON)
-            run_glue(ablation, "evaluate")
+            run_glue(ablation, "retrain", f"--selection={selection}", NO_COMPARISON, mode)
+            run_glue(ablation, "evaluate", mode)
             kind = {"head": "Head-WS", "random": "Rand-WS"}[selection]
             points.append(point(kind, label, evaluation(ablation)))
     for keep in map(int, FLAGS.keep_layers):
@@ -222,14 +266,17 @@ def main(argv):
     for p in points:
         print(f"{p['kind']:<22} {p['label']:<14} dev {p['metric']} {p['dev']:.4f} "
               f"(BERT {p['baseline_dev']:.4f}), time x{p['relative_time']:.3f}")
+    summary = within_one_point(points)
     results.parent.mkdir(parents=True, exist_ok=True)
     png = results.with_suffix(".png")
     plot(points, png)
     runner.write_result(results, {"task": FLAGS.task, "flags": _common_flags(),
+                                  "retention_mode": FLAGS.retention_mode,
                                   "seed": FLAGS.seed, "points": points,
-                                  "collapsed": collapsed},
+                                  "collapsed": collapsed, "within_one_point": summary},
                         started=started, commands=[" ".join(["python", *sys.argv])],
                         overwrite=FLAGS.overwrite)
+    print("\n".join(summary_lines(summary)))
     print(f"wrote {results} and {png}")
 
 

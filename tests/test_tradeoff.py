@@ -9,6 +9,41 @@ import pytest
 from tiny_task import write_tiny_model
 
 ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+from experiments.tradeoff_results import summary_lines, within_one_point  # noqa: E402
+
+
+def _point(kind, label, dev, speedup, served, baseline_dev=0.81):
+    return {"kind": kind, "label": label, "metric": "accuracy", "dev": dev,
+            "baseline_dev": baseline_dev, "speedup": speedup, "served_speedups": served}
+
+
+def test_within_one_point_takes_the_fastest_attention_point_per_comparison():
+    points = [
+        _point("PoWER-BERT (Attn-WS)", "target=2x", 0.80, 2.0,  # exactly 1 point below
+               {"bucketed": 1.5, "bucketed_sorted": 1.2}),
+        _point("PoWER-BERT (Attn-WS)", "target=4x", 0.7999, 4.0,  # just over 1 point below
+               {"bucketed": 3.0, "bucketed_sorted": 2.5}),
+        _point("PoWER-BERT (Attn-WS)", "lambda=1e-3", 0.815, 1.5,
+               {"bucketed": 1.6, "bucketed_sorted": 1.1}),
+        _point("Head-WS", "target=6x", 0.82, 6.0, {"bucketed": 5.0, "bucketed_sorted": 4.0}),
+        _point("drop top layers", "keep 2", 0.81, 3.0, {}),
+    ]
+    assert within_one_point(points) == {
+        "padded": {"label": "target=2x", "speedup": 2.0, "dev": 0.80},
+        "bucketed": {"label": "lambda=1e-3", "speedup": 1.6, "dev": 0.815},
+        "bucketed_sorted": {"label": "target=2x", "speedup": 1.2, "dev": 0.80}}
+
+
+def test_within_one_point_is_null_where_no_point_qualifies():
+    points = [_point("PoWER-BERT (Attn-WS)", "target=3x", 0.70, 3.0, {"bucketed_sorted": 2.0}),
+              _point("Head-WS", "target=3x", 0.81, 3.0, {"bucketed_sorted": 2.0}),
+              _point("drop top layers", "keep 1", 0.81, 4.0, {})]
+    summary = within_one_point(points)
+    assert summary == {"padded": None, "bucketed_sorted": None}
+    assert summary_lines(summary)[1] == (
+        "largest speed-up within 1 point of BERT, bucketed_sorted: none")
+    assert within_one_point(points[1:]) == {"padded": None}  # no PoWER-BERT point at all
 
 
 def test_existing_results_are_kept(tmp_path):
@@ -18,6 +53,27 @@ def test_existing_results_are_kept(tmp_path):
          f"--results_dir={tmp_path}", f"--output_dir={tmp_path / 'runs'}"],
         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 1 and "exists; pass --overwrite" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_relative_sweep_has_its_own_results_file(tmp_path):
+    """--retention_mode=relative writes tradeoff_<task>_relative[_<tag>]: an absolute
+    sweep's file does not stop it, its own existing file does."""
+    (tmp_path / "tradeoff_SST-2_s1.json").write_text("{}")  # the absolute sweep's
+    (tmp_path / "tradeoff_SST-2_relative_s1.json").write_text("{}")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "tradeoff.py"), "--task=sst-2",
+         "--retention_mode=relative", "--tag=s1", f"--results_dir={tmp_path}",
+         f"--output_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"error: {tmp_path / 'tradeoff_SST-2_relative_s1.json'} exists" in result.stderr
+    assert not (tmp_path / "runs").exists()
+    wrong = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "tradeoff.py"), "--retention_mode=length",
+         f"--results_dir={tmp_path}", f"--output_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert wrong.returncode != 0 and "one of <absolute|relative>" in wrong.stderr
     assert not (tmp_path / "runs").exists()
 
 
@@ -90,3 +146,40 @@ def test_collapsed_search_is_recorded_and_the_sweep_goes_on(tmp_path):
                              cwd=ROOT, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "lambda=100: the search collapsed" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_a_relative_sweep_runs_every_power_bert_run_in_the_relative_mode(tmp_path):
+    """--retention_mode=relative reaches the search, retrain and evaluate of the
+    PoWER-BERT and Head-WS points, in folders of their own, and the JSON records the mode
+    and the fastest point within one point per comparison."""
+    model_dir = write_tiny_model(tmp_path / "tiny")
+    (tmp_path / "tradeoff_SST-2.json").write_text("{}")  # an absolute sweep's: kept
+    command = [
+        sys.executable, str(ROOT / "experiments" / "tradeoff.py"), "--task=SST-2",
+        f"--model={model_dir}", "--max_train_examples=32", "--max_eval_examples=16",
+        "--max_seq_length=16", "--learning_rate=1e-3", "--soft_extract_learning_rate=1",
+        "--retention_mode=relative", "--targets=1.5", "--lambdas=", "--selections=head",
+        "--keep_layers=", f"--results_dir={tmp_path}", f"--output_dir={tmp_path / 'runs'}"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "tradeoff_SST-2.json").read_text() == "{}"
+    saved = json.loads((tmp_path / "tradeoff_SST-2_relative.json").read_text())
+    assert saved["retention_mode"] == "relative"
+    assert [p["kind"] for p in saved["points"]] == ["PoWER-BERT (Attn-WS)", "Head-WS"]
+    root = tmp_path / "runs" / "SST-2"
+    search = json.loads((root / "relative_target_1.5" / "SST-2" / "search" / "retention.json")
+                        .read_text())
+    assert search["mode"] == "relative"
+    for folder in ("relative_target_1.5", "relative_target_1.5_head"):
+        evaluate = json.loads((root / folder / "SST-2" / "evaluate" / "run.json").read_text())
+        assert evaluate["retention_mode"] == "relative"
+        assert all(0 < f <= 1 for f in evaluate["retention"])  # fractions, not counts
+    assert not (root / "target_1.5").exists()  # an absolute sweep's point is not reused
+    attention = saved["points"][0]
+    assert set(saved["within_one_point"]) == {"padded", *attention["served_speedups"]}
+    assert "bucketed_sorted" in attention["served_speedups"]
+    assert saved["within_one_point"] == within_one_point(saved["points"])
+    for line in summary_lines(saved["within_one_point"]):
+        assert line in result.stdout
+    assert (tmp_path / "tradeoff_SST-2_relative.png").is_file()
