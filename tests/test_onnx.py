@@ -381,3 +381,19 @@ def test_rewrite_leaves_a_graph_without_the_patterns_alone(tmp_path):
                               "score_transposes": 0}
     assert model.SerializeToString() == before
     onnx.checker.check_model(model)
+
+
+def test_quantizing_logs_no_line_per_tensor(exported, tmp_path, caplog):
+    """ONNX Runtime's quantiser logs every tensor at INFO on the root logger; under an
+    absl driver (root at INFO) that is hundreds of lines: the export keeps them out, and
+    gives the root logger its level back."""
+    import logging
+
+    from power_bert_tf.serving.onnx import quantize_int8
+
+    root = logging.getLogger()
+    with caplog.at_level(logging.INFO):
+        quantize_int8(exported["path"] / "model.onnx", tmp_path / "int8.onnx", "ort-default")
+        assert root.level == logging.INFO
+    assert (tmp_path / "int8.onnx").is_file()
+    assert not [r for r in caplog.records if "Quantization parameters" in r.getMessage()]

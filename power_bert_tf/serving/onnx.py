@@ -28,6 +28,7 @@ map; `_erfc_handler` writes it as 1 - Erf(x).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -173,10 +174,17 @@ def quantize_int8(source: Path, target: Path, recipe: str = "per-channel") -> Pa
 
     if recipe not in INT8_RECIPES:
         raise PowerBertError(f"int8 recipe {recipe!r} is not one of {', '.join(INT8_RECIPES)}")
-    # Shape inference cannot type the fused graph's contrib operators' outputs.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-                     **INT8_RECIPES[recipe])
+    # The quantiser logs a line per tensor at INFO on the root logger (hundreds for
+    # BERT-base), which absl's drivers would print: warnings and errors only.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:  # shape inference cannot type the fused graph's contrib operators' outputs
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                         **INT8_RECIPES[recipe])
+    finally:
+        root.setLevel(level)
     return target
 
 
