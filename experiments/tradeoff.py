@@ -20,7 +20,8 @@ the PoWER-BERT, Head-WS and Rand-WS points keep fractions of each input's length
 --targets are speed-ups over plain BERT served in the same length buckets (issue 47);
 the figure's time is then over plain BERT in sorted length buckets. The JSON's
 "within_one_point" names, per comparison, the fastest PoWER-BERT point within one point
-of the baseline's dev metric.
+of the baseline's dev metric. --distill and --retrain_epochs retrain every point from the
+same searches as a sweep without them (issue 44's trade-off with distillation).
 
 Runs go to <output_dir>/<task>/<point>/ (resumable: finished points are skipped; the
 relative mode's PoWER-BERT points are relative_<point>, the baseline and layer cuts are
@@ -54,6 +55,7 @@ from experiments.tradeoff_results import summary_lines, within_one_point  # noqa
 from power_bert_tf.cli import exit_on_user_error  # noqa: E402
 from power_bert_tf.data.tasks import canonical_task_name  # noqa: E402
 from power_bert_tf.errors import PowerBertError  # noqa: E402
+from power_bert_tf.model.config import DISTILL_MODES  # noqa: E402
 from power_bert_tf.model.retention import RETENTION_MODES  # noqa: E402
 from power_bert_tf.pipeline.evaluation import SERVED_SETTINGS  # noqa: E402
 from power_bert_tf.pipeline.layout import PhaseFolder  # noqa: E402
@@ -73,6 +75,12 @@ flags.DEFINE_enum("retention_mode", "absolute", RETENTION_MODES, "Retention unit
                   "(fractions f_j of each input's length; --targets are speed-ups over plain "
                   "BERT served in the same length buckets). The layer-dropping points do not "
                   "depend on it. Relative results go to tradeoff_<task>_relative[_<tag>].")
+flags.DEFINE_enum("distill", "none", list(DISTILL_MODES), "Distillation of every retrain "
+                  "(run_glue.py --distill, its other settings at run_glue.py's defaults): the "
+                  "retrains start from the same searches as a sweep without it, and go to "
+                  "<point>_<suffix> folders and tradeoff_<task>[_relative]_<suffix> results.")
+flags.DEFINE_integer("retrain_epochs", None, "Epochs of every retrain (run_glue.py "
+                     "--retrain_epochs). Default: --epochs.")
 flags.DEFINE_list("keep_layers", ["1", "2", "3", "4", "5"], "Layer-dropping points: how many "
                   "bottom layers to keep.")
 flags.DEFINE_integer("epochs", 1, "Epochs of every training phase (fine-tune, search, "
@@ -112,12 +120,26 @@ def _common_flags(search: bool = True) -> list[str]:
     return [f"--{name}={value}" for name, value in values.items() if value is not None]
 
 
+def retrain_setting() -> tuple[str, list[str]]:
+    """The retrains' folder suffix ("" for run_glue.py's plain retrain, else e.g.
+    "_distill-logits_r10") and their extra run_glue.py flags."""
+    suffix, extra = "", []
+    if FLAGS.distill != "none":
+        suffix += f"_distill-{FLAGS.distill.replace('+', '-')}"
+        extra.append(f"--distill={FLAGS.distill}")
+    if FLAGS.retrain_epochs is not None:
+        suffix += f"_r{FLAGS.retrain_epochs}"
+        extra.append(f"--retrain_epochs={FLAGS.retrain_epochs}")
+    return suffix, extra
+
+
 def results_path() -> Path:
-    """<results_dir>/tradeoff_<task>[_relative][_<tag>].json: a sweep of one mode never
-    overwrites the other's."""
+    """<results_dir>/tradeoff_<task>[_relative][<retrain suffix>][_<tag>].json: a sweep of
+    one mode or retrain setting never overwrites another's."""
     mode = "_relative" if FLAGS.retention_mode == "relative" else ""
     suffix = f"_{FLAGS.tag}" if FLAGS.tag else ""
-    return Path(FLAGS.results_dir) / f"tradeoff_{FLAGS.task}{mode}{suffix}.json"
+    return (Path(FLAGS.results_dir)
+            / f"tradeoff_{FLAGS.task}{mode}{retrain_setting()[0]}{suffix}.json")
 
 
 def run_glue(point_dir: Path, phase: str, *extra: str) -> None:
@@ -237,27 +259,33 @@ def main(argv):
                 + [(f"{prefix}lambda_{value}", f"lambda={value}", f"--lambda={value}")
                    for value in FLAGS.lambdas])
     search_epochs = f"--search_epochs={FLAGS.search_epochs or FLAGS.epochs}"
+    suffix, retrain_flags = retrain_setting()
     for name, label, steering in searches:
-        attention = root / name
-        share_phase(base, attention)
+        searched = root / name
+        share_phase(base, searched)
         try:
-            run_glue(attention, "search", steering, search_epochs, mode)
+            run_glue(searched, "search", steering, search_epochs, mode)
         except PowerBertError:
-            if not collapsed_search(attention):
+            if not collapsed_search(searched):
                 raise
-        if collapsed_search(attention):
+        if collapsed_search(searched):
             print(f"{label}: the search collapsed (every r at 0), no point", flush=True)
             collapsed.append(label.split("=", 1)[1])
             continue
-        run_glue(attention, "retrain", NO_COMPARISON, mode)
+        attention = root / f"{name}{suffix}"
+        if suffix:  # the same search weights and counts as the sweep without the setting
+            share_phase(base, attention)
+            share_phase(searched, attention, "search")
+        run_glue(attention, "retrain", NO_COMPARISON, mode, *retrain_flags)
         run_glue(attention, "evaluate", mode)
         summary = evaluation(attention)
         points.append(point("PoWER-BERT (Attn-WS)", label, summary))
         for selection in FLAGS.selections:
-            ablation = root / f"{name}_{selection}"
+            ablation = root / f"{name}_{selection}{suffix}"
             share_phase(base, ablation)
-            share_phase(attention, ablation, "search")  # the same start weights and counts
-            run_glue(ablation, "retrain", f"--selection={selection}", NO_COMPARISON, mode)
+            share_phase(searched, ablation, "search")  # the same start weights and counts
+            run_glue(ablation, "retrain", f"--selection={selection}", NO_COMPARISON, mode,
+                     *retrain_flags)
             run_glue(ablation, "evaluate", mode)
             kind = {"head": "Head-WS", "random": "Rand-WS"}[selection]
             points.append(point(kind, label, evaluation(ablation)))
@@ -272,6 +300,8 @@ def main(argv):
     plot(points, png)
     runner.write_result(results, {"task": FLAGS.task, "flags": _common_flags(),
                                   "retention_mode": FLAGS.retention_mode,
+                                  "distill": FLAGS.distill,
+                                  "retrain_epochs": FLAGS.retrain_epochs or FLAGS.epochs,
                                   "seed": FLAGS.seed, "points": points,
                                   "collapsed": collapsed, "within_one_point": summary},
                         started=started, commands=[" ".join(["python", *sys.argv])],

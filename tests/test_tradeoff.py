@@ -75,6 +75,15 @@ def test_a_relative_sweep_has_its_own_results_file(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert wrong.returncode != 0 and "one of <absolute|relative>" in wrong.stderr
     assert not (tmp_path / "runs").exists()
+    (tmp_path / "tradeoff_SST-2_relative_distill-logits-ranking_r10_s1.json").write_text("{}")
+    distilled = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "tradeoff.py"), "--task=sst-2",
+         "--retention_mode=relative", "--distill=logits+ranking", "--retrain_epochs=10",
+         "--tag=s1", f"--results_dir={tmp_path}", f"--output_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert distilled.returncode == 1, distilled.stderr[-2000:]
+    assert "tradeoff_SST-2_relative_distill-logits-ranking_r10_s1.json exists" in (
+        distilled.stderr)
 
 
 def test_an_unfinished_base_dir_is_refused_not_trained_on(tmp_path):
@@ -183,3 +192,17 @@ def test_a_relative_sweep_runs_every_power_bert_run_in_the_relative_mode(tmp_pat
     for line in summary_lines(saved["within_one_point"]):
         assert line in result.stdout
     assert (tmp_path / "tradeoff_SST-2_relative.png").is_file()
+
+    # Distilled retrains from the same searches, in folders and a results file of their own.
+    distilled = subprocess.run([*command, "--selections=", "--distill=logits",
+                                "--retrain_epochs=1"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert distilled.returncode == 0, distilled.stdout[-2000:] + distilled.stderr[-2000:]
+    point = root / "relative_target_1.5_distill-logits_r1" / "SST-2"
+    assert (point / "search").resolve() == (root / "relative_target_1.5" / "SST-2" /
+                                            "search").resolve()
+    assert json.loads((point / "retrain" / "run.json").read_text())["distill"] == "logits"
+    saved = json.loads((tmp_path / "tradeoff_SST-2_relative_distill-logits_r1.json")
+                       .read_text())
+    assert saved["distill"] == "logits" and saved["retrain_epochs"] == 1
+    assert [p["kind"] for p in saved["points"]] == ["PoWER-BERT (Attn-WS)"]
