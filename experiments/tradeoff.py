@@ -25,7 +25,8 @@ same searches as a sweep without them (issue 44's trade-off with distillation).
 
 Runs go to <output_dir>/<task>/<point>/ (resumable: finished points are skipped; the
 relative mode's PoWER-BERT points are relative_<point>, the baseline and layer cuts are
-shared); results to <results_dir>/tradeoff_<task>[_relative][_<tag>].{json,png}.
+shared; --distill / --retrain_epochs retrains are <point>_<setting>); results to
+<results_dir>/tradeoff_<task>[_relative][_<setting>][_<tag>].{json,png}.
 """
 from __future__ import annotations
 
@@ -101,10 +102,11 @@ flags.DEFINE_string("base_dir", None, "A run_glue.py --output_dir whose finished
                     "(run.json) is the baseline to reuse. Default: fine-tune one into "
                     "<output_dir>/<task>/base.")
 flags.DEFINE_string("results_dir", "experiments/results", "Where tradeoff_<task>.{json,png} go "
-                    "(tradeoff_<task>_relative.{json,png} with --retention_mode=relative).")
+                    "(tradeoff_<task>[_relative][_<setting>][_<tag>], see results_path).")
 flags.DEFINE_string("tag", None, "Results go to tradeoff_<task>[_relative]_<tag>.{json,png} "
                     "(e.g. a seed).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing results file of this mode and tag.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing results file of this mode, setting "
+                  "and tag.")
 FLAGS = flags.FLAGS
 # The served setting the relative mode's figure is drawn against (the dev set sorted by length).
 SORTED_BUCKETS = next(name for name, order in SERVED_SETTINGS.items() if order == "sorted")
